@@ -1,0 +1,35 @@
+"""tfxline: a TFX 1.16 pipeline, TF Serving-compatible serving and a TFLite edge runtime."""
+from setuptools import find_packages, setup
+
+PACKAGES = ("pipeline", "components", "trainer", "schema", "serving")
+
+setup(
+    name="tfxline",
+    version="0.1.0",
+    description="Production TFX pipeline: validate, transform, train, evaluate, push, serve, edge.",
+    python_requires=">=3.10,<3.11",
+    packages=find_packages(include=[p for name in PACKAGES for p in (name, f"{name}.*")]),
+    package_data={
+        "pipeline": ["configs/*.yaml"],
+        "schema": ["*/*.pbtxt"],
+    },
+    install_requires=[
+        "tfx[kfp]==1.16.0",
+        "tensorflow==2.16.2",
+        "tf-keras==2.16.0",
+        "keras==3.6.0",
+        "apache-beam[gcp]==2.59.0",
+        "kfp==2.5.0",
+        "tensorflow-serving-api==2.16.1",
+        "ai-edge-litert",
+        "pydantic>=2,<3",
+        "PyYAML>=6",
+        "grpcio",
+        "prometheus-client",
+    ],
+    extras_require={
+        "test": ["pytest", "pytest-timeout"],
+        "edge": [],
+    },
+    entry_points={"console_scripts": ["tfxline=pipeline.cli:main"]},
+)
