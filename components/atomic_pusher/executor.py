@@ -1,0 +1,56 @@
+"""Pusher executor that publishes a blessed model into TF Serving's layout atomically.
+
+TFX's own Pusher copies files straight into `<base>/<version>/` (saved_model.pb last), so a
+watching server can see a half-written version. Here the copy goes to a hidden temporary
+directory on the same filesystem and is renamed into place; servers ignore names that are
+not integers. Versions are Unix seconds, as TFX's, but always above the newest existing one."""
+import os
+import shutil
+import time
+from typing import Any, Dict, List
+
+from tfx import types
+from tfx.components.pusher import executor as tfx_pusher_executor
+from tfx.proto import pusher_pb2
+from tfx.types import artifact_utils, standard_component_specs
+from tfx.utils import io_utils, proto_utils
+
+
+def existing_versions(base_directory: str) -> List[int]:
+    if not os.path.isdir(base_directory):
+        return []
+    return sorted(int(name) for name in os.listdir(base_directory) if name.isdigit())
+
+
+def next_version(base_directory: str, now: float) -> int:
+    versions = existing_versions(base_directory)
+    return max(int(now), versions[-1] + 1 if versions else 0)
+
+
+def publish(model_dir: str, base_directory: str, now: float) -> str:
+    """Copies `model_dir` to `<base_directory>/<version>` in one rename; returns the version."""
+    os.makedirs(base_directory, exist_ok=True)
+    version = next_version(base_directory, now)
+    staging = os.path.join(base_directory, f".incoming-{version}")
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(model_dir, staging)
+    os.rename(staging, os.path.join(base_directory, str(version)))
+    return str(version)
+
+
+class Executor(tfx_pusher_executor.Executor):
+    def Do(self, input_dict: Dict[str, List[types.Artifact]], output_dict: Dict[str, List[types.Artifact]],
+           exec_properties: Dict[str, Any]) -> None:
+        pushed_model = artifact_utils.get_single_instance(output_dict[standard_component_specs.PUSHED_MODEL_KEY])
+        if not self.CheckBlessing(input_dict):
+            self._MarkNotPushed(pushed_model)
+            return
+        model_dir = self.GetModelPath(input_dict)
+        destination = pusher_pb2.PushDestination()
+        proto_utils.json_to_proto(exec_properties[standard_component_specs.PUSH_DESTINATION_KEY], destination)
+        base_directory = destination.filesystem.base_directory
+
+        version = publish(model_dir, base_directory, time.time())
+        io_utils.copy_dir(model_dir, pushed_model.uri)
+        self._MarkPushed(pushed_model, pushed_destination=os.path.join(base_directory, version),
+                         pushed_version=version)

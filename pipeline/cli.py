@@ -1,0 +1,101 @@
+"""The `tfxline` command. The config is validated before anything heavy is imported, so a
+bad config fails in one line within a second."""
+import argparse
+import sys
+from typing import List, Optional
+
+from pipeline.config import DEFAULT_CONFIG, ConfigError, load_config
+
+
+def _add_config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default=DEFAULT_CONFIG,
+                        help="pipeline config YAML (default: the Chicago taxi config shipped with tfxline)")
+    parser.add_argument("--verbose", action="store_true", help="show TFX, Beam and TensorFlow logs")
+
+
+def _run(args) -> int:
+    from pipeline.preflight import check_csv_files, DataError
+    from pipeline import local, summary
+
+    config = load_config(args.config)
+    try:
+        rows = check_csv_files(config)
+    except DataError as error:
+        print(f"tfxline: data error: {error}", file=sys.stderr)
+        return 1
+    print(f"tfxline run: pipeline '{config.name}' ({config.task}) on {rows:,} rows from {config.data.path}")
+    print(f"             output {local.pipeline_root(config)}, serving {config.output.serving}")
+    try:
+        seconds = local.run_local(config, verbose=args.verbose)
+    except Exception as error:  # the failing component's own error, shown without a stack trace
+        print(f"\ntfxline: the pipeline stopped: {type(error).__name__}: {error}", file=sys.stderr)
+        if not args.verbose:
+            print("(run again with --verbose for the full logs)", file=sys.stderr)
+        return 1
+    print()
+    print(summary.format_summary(summary.collect(config), seconds))
+    return 0
+
+
+def _compile(args) -> int:
+    from pipeline.kubeflow import compile_pipeline
+
+    config = load_config(args.config)
+    path = compile_pipeline(config, args.output)
+    print(f"tfxline: Kubeflow Pipelines V2 spec written to {path}")
+    return 0
+
+
+def _schema_draft(args) -> int:
+    from schema.curate import draft_schema, write_schema
+
+    config = load_config(args.config)
+    write_schema(draft_schema(config), args.output)
+    print(f"tfxline: draft schema written to {args.output}; review it, then point schema.curated_path at it")
+    return 0
+
+
+def _delegate(module: str, argv: List[str]) -> int:
+    import importlib
+
+    return importlib.import_module(module).main(argv)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tfxline", description="TFX pipeline, serving and edge runtime.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run the pipeline locally (Beam DirectRunner, SQLite MLMD)",
+                              description="Run every component locally and print a summary.")
+    _add_config(run)
+    run.set_defaults(handler=_run)
+
+    compile_ = commands.add_parser("compile", help="compile the pipeline for Kubeflow Pipelines (V2 YAML)",
+                                   description="Write a KFP V2 PipelineSpec YAML for the config.")
+    _add_config(compile_)
+    compile_.add_argument("--output", default="tfxline_pipeline.yaml", help="YAML file to write")
+    compile_.set_defaults(handler=_compile)
+
+    schema = commands.add_parser("schema", help="schema tools", description="Schema tools.")
+    schema_commands = schema.add_subparsers(dest="schema_command", required=True, metavar="SUBCOMMAND")
+    draft = schema_commands.add_parser("draft", help="infer and curate a schema from the config's data",
+                                       description="Infer a schema with TFDV and add tfxline's curation.")
+    _add_config(draft)
+    draft.add_argument("--output", required=True, help="schema.pbtxt to write")
+    draft.set_defaults(handler=_schema_draft)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        return args.handler(args)
+    except ConfigError as error:
+        print(f"tfxline: config error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

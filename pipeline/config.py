@@ -1,0 +1,301 @@
+"""The one typed config of a tfxline pipeline: data, features, label, task, training,
+evaluation, outputs and Beam settings. Loaded and validated before any TFX work starts."""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Dict, List, Literal, Optional, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+PACKAGE_PREFIX = "package:"
+DEFAULT_CONFIG = f"{PACKAGE_PREFIX}pipeline/configs/taxi.yaml"
+
+
+class ConfigError(ValueError):
+    """A config problem, phrased as one line that names the field and what to do."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Strict):
+    # A directory of CSV files; "package:<pkg>/<path>" resolves inside an installed package.
+    path: str
+    # Files under `path` for one span, e.g. "span-{SPAN}/*.csv"; the newest span is read.
+    span_pattern: Optional[str] = None
+    split_buckets: Dict[str, int] = Field(default_factory=lambda: {"train": 4, "eval": 1})
+
+    @field_validator("span_pattern")
+    @classmethod
+    def _span_has_placeholder(cls, value):
+        if value is not None and "{SPAN}" not in value:
+            raise ValueError("must contain {SPAN}, e.g. 'span-{SPAN}/*.csv'")
+        return value
+
+    @field_validator("split_buckets")
+    @classmethod
+    def _train_and_eval(cls, value):
+        if set(value) != {"train", "eval"} or min(value.values()) < 1:
+            raise ValueError("needs exactly 'train' and 'eval' with positive bucket counts")
+        return value
+
+
+class SchemaConfig(_Strict):
+    # curated: ImportSchemaGen of `curated_path`; inferred: SchemaGen from the statistics.
+    source: Literal["curated", "inferred"] = "curated"
+    curated_path: Optional[str] = None
+
+    @model_validator(mode="after")
+    def _curated_needs_path(self):
+        if self.source == "curated" and not self.curated_path:
+            raise ValueError("source 'curated' needs curated_path (or use source: inferred)")
+        return self
+
+
+class NumericFeature(_Strict):
+    name: str
+    kind: Literal["numeric"]
+    default: float = 0.0
+
+
+class BucketizedFeature(_Strict):
+    name: str
+    kind: Literal["bucketized"]
+    buckets: int = Field(ge=2)
+    default: float = 0.0
+
+
+class CategoricalIntFeature(_Strict):
+    name: str
+    kind: Literal["categorical_int"]
+    # Values are ids in [0, num_values); others fall into one extra bucket.
+    num_values: int = Field(ge=1)
+    default: int = 0
+
+
+class CategoricalStringFeature(_Strict):
+    name: str
+    kind: Literal["categorical_string"]
+    top_k: int = Field(default=1000, ge=1)
+    default: str = ""
+
+
+Feature = Annotated[
+    Union[NumericFeature, BucketizedFeature, CategoricalIntFeature, CategoricalStringFeature],
+    Field(discriminator="kind"),
+]
+
+
+class LabelConfig(_Strict):
+    """How the label is made from a raw column.
+
+    rule none: the column is the label (regression value, integer class id, or a class name
+    listed in `classes`); above: column > threshold; fraction_of_column_above:
+    column > threshold * `of_column` (0 where `of_column` is missing)."""
+
+    column: str
+    rule: Literal["none", "above", "fraction_of_column_above"] = "none"
+    threshold: Optional[float] = None
+    of_column: Optional[str] = None
+    classes: Optional[List[str]] = None
+    name: str = "label"
+
+    @model_validator(mode="after")
+    def _rule_arguments(self):
+        if self.rule != "none" and self.threshold is None:
+            raise ValueError(f"rule '{self.rule}' needs threshold")
+        if self.rule == "fraction_of_column_above" and not self.of_column:
+            raise ValueError("rule 'fraction_of_column_above' needs of_column")
+        return self
+
+
+class TrainingConfig(_Strict):
+    epochs: int = Field(default=5, ge=1)
+    batch_size: int = Field(default=128, ge=1)
+    learning_rate: float = Field(default=0.003, gt=0)
+    hidden_units: List[int] = Field(default_factory=lambda: [64, 32])
+    embedding_dim: int = Field(default=8, ge=1)
+    seed: int = 42
+
+
+class ChangeThreshold(_Strict):
+    # The candidate may be at most this much worse than the last blessed model (absolute).
+    max_drop: float = Field(ge=0)
+
+
+class EvaluationConfig(_Strict):
+    # Metric name -> lower bound for blessing (value thresholds; the first run uses these alone).
+    thresholds: Dict[str, float]
+    # Metric name -> allowed drop against the last blessed model.
+    change_thresholds: Dict[str, ChangeThreshold] = Field(default_factory=dict)
+    # Each slice is a list of raw feature names; [] is the whole eval split.
+    slices: List[List[str]] = Field(default_factory=lambda: [[]])
+    # Anomaly kinds (tensorflow_metadata AnomalyInfo.Type names) that do not stop the run.
+    allowed_anomalies: List[str] = Field(default_factory=list)
+
+
+class OutputConfig(_Strict):
+    # Relative paths are relative to the working directory of `tfxline run`.
+    root: str = "tfxline_output"
+    serving_dir: Optional[str] = None
+    edge_dir: Optional[str] = None
+
+    @property
+    def serving(self) -> str:
+        return self.serving_dir or os.path.join(self.root, "serving")
+
+    @property
+    def edge(self) -> str:
+        return self.edge_dir or os.path.join(self.root, "edge")
+
+
+class BeamConfig(_Strict):
+    # 1 = in-process (fastest for small data); more uses multi-processing DirectRunner.
+    workers: int = Field(default=1, ge=0)
+    extra_args: List[str] = Field(default_factory=list)
+
+
+class KubeflowConfig(_Strict):
+    """Where the compiled Kubeflow pipeline reads and writes: paths as the pods see them."""
+    image: str = "tfxline:latest"
+    pipeline_root: str = "gs://YOUR_BUCKET/tfxline/pipeline"
+    data_path: str = "gs://YOUR_BUCKET/tfxline/data"
+    schema_path: Optional[str] = None
+    serving_dir: str = "gs://YOUR_BUCKET/tfxline/serving"
+
+
+class MetadataConfig(_Strict):
+    # sqlite: <output root>/metadata.sqlite; mysql: a shared MLMD database.
+    kind: Literal["sqlite", "mysql"] = "sqlite"
+    host: str = "localhost"
+    port: int = 3306
+    database: str = "mlmd"
+    user: str = "root"
+    password_env: str = "MLMD_MYSQL_PASSWORD"
+
+
+TASK_METRICS = {
+    "binary": {"auc", "binary_accuracy", "precision", "recall", "auc_precision_recall"},
+    "multiclass": {"sparse_categorical_accuracy"},
+    "regression": {"mean_squared_error", "mean_absolute_error"},
+}
+# Metrics where lower is better; all others are higher-is-better.
+LOWER_IS_BETTER = {"mean_squared_error", "mean_absolute_error"}
+
+
+class PipelineConfig(_Strict):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
+    task: Literal["binary", "multiclass", "regression"]
+    data: DataConfig
+    schema_: SchemaConfig = Field(default_factory=SchemaConfig, alias="schema")
+    features: List[Feature] = Field(min_length=1)
+    label: LabelConfig
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    evaluation: EvaluationConfig
+    output: OutputConfig = Field(default_factory=OutputConfig)
+    beam: BeamConfig = Field(default_factory=BeamConfig)
+    metadata: MetadataConfig = Field(default_factory=MetadataConfig)
+    kubeflow: KubeflowConfig = Field(default_factory=KubeflowConfig)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        names = [f.name for f in self.features]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"features: {duplicates} listed more than once")
+        if self.label.column in names:
+            raise ValueError(f"label.column: '{self.label.column}' is also a feature")
+        if self.task == "multiclass" and not self.label.classes:
+            raise ValueError("label.classes: task 'multiclass' needs the list of class names")
+        if self.task == "binary" and self.label.rule == "none" and self.label.classes is None:
+            raise ValueError("label.rule: task 'binary' needs a rule (above, fraction_of_column_above) or 2 classes")
+        allowed = TASK_METRICS[self.task]
+        for metric in list(self.evaluation.thresholds) + list(self.evaluation.change_thresholds):
+            if metric not in allowed:
+                raise ValueError(f"evaluation: metric '{metric}' is not one of {sorted(allowed)} for task '{self.task}'")
+        for slice_keys in self.evaluation.slices:
+            for key in slice_keys:
+                if key not in names:
+                    raise ValueError(f"evaluation.slices: '{key}' is not a feature")
+        return self
+
+    @property
+    def feature_names(self) -> List[str]:
+        return [f.name for f in self.features]
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(self.model_dump_json(by_alias=True).encode()).hexdigest()[:16]
+
+    def to_custom_config(self) -> dict:
+        """The JSON-safe form passed to Transform and Trainer (part of their cache key)."""
+        return json.loads(self.model_dump_json(by_alias=True))
+
+
+def resolve_path(path: str, relative_to: Optional[Path] = None) -> str:
+    """Resolves "package:<pkg>/<rest>" through the installed package, else a plain path."""
+    if path.startswith(PACKAGE_PREFIX):
+        package, _, rest = path[len(PACKAGE_PREFIX):].partition("/")
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            raise ConfigError(f"'{path}': package '{package}' is not installed")
+        return os.path.join(list(spec.submodule_search_locations)[0], rest)
+    if relative_to is not None and not os.path.isabs(path):
+        return str((relative_to / path).resolve())
+    return os.path.abspath(path)
+
+
+def _first_error(error: ValidationError) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(p) for p in first["loc"] if not str(p).startswith(("function-", "tagged-")))
+    message = first["msg"].removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message
+
+
+def parse_config(raw: dict, source: str = "config") -> PipelineConfig:
+    try:
+        return PipelineConfig.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(f"{source}: {_first_error(error)}") from None
+
+
+def load_config(path: str = DEFAULT_CONFIG) -> PipelineConfig:
+    """Reads, validates and resolves a config file; every problem is one ConfigError line."""
+    file_path = resolve_path(path)
+    try:
+        with open(file_path) as handle:
+            raw = yaml.safe_load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found (pass --config PATH)") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}:{where} is not valid YAML: {getattr(error, 'problem', error)}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings at the top level")
+    config = parse_config(raw, path)
+    return _resolve_paths(config, Path(file_path).parent)
+
+
+def _resolve_paths(config: PipelineConfig, base: Path) -> PipelineConfig:
+    data_path = resolve_path(config.data.path, base)
+    if not os.path.isdir(data_path):
+        raise ConfigError(f"data.path: '{data_path}' is not a directory of CSV files")
+    schema = config.schema_
+    if schema.source == "curated":
+        schema_path = resolve_path(schema.curated_path, base)
+        if not os.path.isfile(schema_path):
+            raise ConfigError(
+                f"schema.curated_path: '{schema_path}' not found (write one with 'tfxline schema draft')")
+        schema = schema.model_copy(update={"curated_path": schema_path})
+    return config.model_copy(update={
+        "data": config.data.model_copy(update={"path": data_path}),
+        "schema_": schema,
+    })

@@ -1,0 +1,126 @@
+"""Running the pipeline locally: LocalDagRunner, Beam DirectRunner, SQLite MLMD, and one
+progress line per component instead of TFX's and TensorFlow's logs (unless verbose)."""
+import logging
+import os
+import sys
+import time
+import warnings
+from typing import Callable, List
+
+from pipeline.config import PipelineConfig
+
+QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "GRPC_VERBOSITY": "ERROR", "AUTOGRAPH_VERBOSITY": "0"}
+
+
+def quiet_environment(verbose: bool) -> None:
+    """Must run before TensorFlow is imported: its C++ logging reads the environment once."""
+    if not verbose:
+        for key, value in QUIET_ENV.items():
+            os.environ.setdefault(key, value)
+        warnings.filterwarnings("ignore")
+
+
+def pipeline_root(config: PipelineConfig) -> str:
+    return os.path.abspath(os.path.join(config.output.root, "pipeline", config.name))
+
+
+def metadata_path(config: PipelineConfig) -> str:
+    return os.path.abspath(os.path.join(config.output.root, "metadata.sqlite"))
+
+
+def metadata_connection_config(config: PipelineConfig):
+    from tfx.orchestration import metadata
+
+    settings = config.metadata
+    if settings.kind == "mysql":
+        return metadata.mysql_metadata_connection_config(
+            host=settings.host, port=settings.port, database=settings.database, username=settings.user,
+            password=os.environ.get(settings.password_env, ""))
+    os.makedirs(os.path.dirname(metadata_path(config)), exist_ok=True)
+    return metadata.sqlite_metadata_connection_config(metadata_path(config))
+
+
+def beam_pipeline_args(config: PipelineConfig) -> List[str]:
+    if config.beam.workers == 1:
+        mode = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
+    else:
+        mode = ["--direct_running_mode=multi_processing", f"--direct_num_workers={config.beam.workers}"]
+    return mode + list(config.beam.extra_args)
+
+
+def build_local_pipeline(config: PipelineConfig):
+    from pipeline.pipeline import create_pipeline
+
+    return create_pipeline(
+        config,
+        pipeline_root=pipeline_root(config),
+        data_path=config.data.path,
+        schema_path=config.schema_.curated_path if config.schema_.source == "curated" else None,
+        serving_dir=os.path.abspath(config.output.serving),
+        metadata_connection_config=metadata_connection_config(config),
+        beam_pipeline_args=beam_pipeline_args(config))
+
+
+class ProgressReporter(logging.Handler):
+    """Turns LocalDagRunner's per-component log records into progress lines."""
+
+    def __init__(self, total: int, write: Callable[[str], None]):
+        super().__init__(logging.INFO)
+        self.total, self._write = total, write
+        self._index, self._started, self._cached = 0, 0.0, False
+        self.current = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.msg if isinstance(record.msg, str) else ""
+        if message == "Component %s is running.":
+            self._index += 1
+            self.current, self._started, self._cached = record.args[0], time.monotonic(), False
+            self._write(f"[{self._index:2d}/{self.total}] {self.current:<30} running")
+        elif message == "A cached execution %d is used.":
+            self._cached = True
+        elif message == "Component %s is finished.":
+            state = "cached" if self._cached else "done"
+            self._write(f"[{self._index:2d}/{self.total}] {record.args[0]:<30} {state:<7} "
+                        f"{time.monotonic() - self._started:6.1f} s")
+            self.current = None
+
+    def report_failure(self) -> None:
+        if self.current:
+            self._write(f"[{self._index:2d}/{self.total}] {self.current:<30} FAILED")
+
+
+def run_local(config: PipelineConfig, verbose: bool = False, write: Callable[[str], None] = print) -> float:
+    """Runs the pipeline; returns its wall time. Raises what the failing component raised."""
+    quiet_environment(verbose)
+    from absl import logging as absl_logging
+    from tfx import v1 as tfx
+
+    reporter = ProgressReporter(0, write)
+    absl_logger = absl_logging.get_absl_logger()
+    previous = (absl_logger.level, absl_logger.propagate)
+    absl_logger.setLevel(logging.INFO)
+    # Importing TensorBoard (the Trainer does) sets absl to WARNING, which would silence the
+    # runner's per-component records mid-run; hold the level for the run's duration.
+    absl_logger.setLevel = lambda level: None
+    absl_logger.addHandler(reporter)
+    if not verbose:
+        absl_logger.propagate = False
+        logging.getLogger().setLevel(logging.CRITICAL)
+    else:
+        absl_logging.use_absl_handler()
+        logging.getLogger().setLevel(logging.INFO)
+    started = time.monotonic()
+    try:
+        tfx_pipeline = build_local_pipeline(config)
+        reporter.total = len(tfx_pipeline.components)
+        tfx.orchestration.LocalDagRunner().run(tfx_pipeline)
+    except BaseException:
+        reporter.report_failure()
+        raise
+    finally:
+        absl_logger.removeHandler(reporter)
+        del absl_logger.setLevel
+        absl_logger.setLevel(previous[0])
+        absl_logger.propagate = previous[1]
+        sys.stdout.flush()
+    return time.monotonic() - started

@@ -1,0 +1,141 @@
+"""The tfxline pipeline: one definition for local (Beam DirectRunner) and Kubeflow runs."""
+import hashlib
+import os
+from pathlib import Path
+from typing import List, Optional
+
+import tensorflow_model_analysis as tfma
+from tfx import v1 as tfx
+from tfx.dsl.components.base import executor_spec
+
+from components.anomaly_gate.component import AnomalyGate
+from components.atomic_pusher import executor as atomic_pusher
+from pipeline.config import LOWER_IS_BETTER, PipelineConfig
+
+PREPROCESSING_FN = "trainer.preprocessing.preprocessing_fn"
+RUN_FN = "trainer.run.run_fn"
+RESOLVER_ID = "latest_blessed_model_resolver"
+METRIC_CLASSES = {
+    "auc": "AUC",
+    "binary_accuracy": "BinaryAccuracy",
+    "precision": "Precision",
+    "recall": "Recall",
+    "auc_precision_recall": "AUCPrecisionRecall",
+    "sparse_categorical_accuracy": "SparseCategoricalAccuracy",
+    "mean_squared_error": "MeanSquaredError",
+    "mean_absolute_error": "MeanAbsoluteError",
+}
+REPORTED_METRICS = {
+    "binary": ["auc", "binary_accuracy"],
+    "multiclass": ["sparse_categorical_accuracy"],
+    "regression": ["mean_squared_error", "mean_absolute_error"],
+}
+
+
+def code_version() -> str:
+    """Fingerprint of the trainer code; part of Transform's and Trainer's cache key, since
+    TFX does not fingerprint code referenced by module path."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).resolve().parent.parent.joinpath("trainer").glob("*.py")):
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
+    evaluation = config.evaluation
+    names = list(dict.fromkeys(
+        REPORTED_METRICS[config.task] + list(evaluation.thresholds) + list(evaluation.change_thresholds)))
+    metrics = []
+    for name in names:
+        lower_is_better = name in LOWER_IS_BETTER
+        threshold = tfma.MetricThreshold()
+        if name in evaluation.thresholds:
+            bound = {"value": evaluation.thresholds[name]}
+            threshold.value_threshold.CopyFrom(
+                tfma.GenericValueThreshold(upper_bound=bound) if lower_is_better
+                else tfma.GenericValueThreshold(lower_bound=bound))
+        if name in evaluation.change_thresholds:
+            drop = evaluation.change_thresholds[name].max_drop
+            threshold.change_threshold.CopyFrom(tfma.GenericChangeThreshold(
+                direction=tfma.MetricDirection.LOWER_IS_BETTER if lower_is_better
+                else tfma.MetricDirection.HIGHER_IS_BETTER,
+                absolute={"value": drop if lower_is_better else -drop}))
+        metric = tfma.MetricConfig(class_name=METRIC_CLASSES[name])
+        if threshold.ByteSize():
+            metric.threshold.CopyFrom(threshold)
+        metrics.append(metric)
+    return tfma.EvalConfig(
+        model_specs=[tfma.ModelSpec(signature_name="serving_default", label_key=config.label.name,
+                                    preprocessing_function_names=["transform_features"])],
+        slicing_specs=[tfma.SlicingSpec(feature_keys=keys) for keys in evaluation.slices],
+        metrics_specs=[tfma.MetricsSpec(metrics=metrics)],
+    )
+
+
+def create_pipeline(config: PipelineConfig, pipeline_root: str, data_path: str, schema_path: Optional[str],
+                    serving_dir: str, metadata_connection_config=None,
+                    beam_pipeline_args: Optional[List[str]] = None) -> tfx.dsl.Pipeline:
+    pattern = config.data.span_pattern or "*.csv"
+    example_gen = tfx.components.CsvExampleGen(
+        input_base=data_path,
+        input_config=tfx.proto.Input(splits=[tfx.proto.Input.Split(name="single_split", pattern=pattern)]),
+        output_config=tfx.proto.Output(split_config=tfx.proto.SplitConfig(splits=[
+            tfx.proto.SplitConfig.Split(name=name, hash_buckets=buckets)
+            for name, buckets in config.data.split_buckets.items()])))
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    if schema_path:
+        schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_path)
+    else:
+        schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"],
+                                              infer_feature_shape=True)
+    example_validator = tfx.components.ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
+    anomaly_gate = AnomalyGate(anomalies=example_validator.outputs["anomalies"],
+                               allowed_anomalies=config.evaluation.allowed_anomalies)
+
+    custom_config = {"config": config.to_custom_config(), "code_version": code_version()}
+    transform = tfx.components.Transform(
+        examples=example_gen.outputs["examples"],
+        schema=schema_gen.outputs["schema"],
+        preprocessing_fn=PREPROCESSING_FN,
+        custom_config=custom_config,
+        splits_config=tfx.proto.SplitsConfig(analyze=["train"], transform=["train", "eval"]),
+        # Pre/post-transform statistics double Transform's time; StatisticsGen already has them.
+        disable_statistics=True)
+    # Transform needs no output of the gate, only its success.
+    transform.add_upstream_node(anomaly_gate)
+
+    trainer = tfx.components.Trainer(
+        run_fn=RUN_FN,
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema_gen.outputs["schema"],
+        train_args=tfx.proto.TrainArgs(splits=["train"]),
+        eval_args=tfx.proto.EvalArgs(splits=["eval"]),
+        custom_config=custom_config)
+
+    resolver = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id(RESOLVER_ID)
+    evaluator = tfx.components.Evaluator(
+        examples=example_gen.outputs["examples"],
+        model=trainer.outputs["model"],
+        baseline_model=resolver.outputs["model"],
+        eval_config=eval_config(config))
+    pusher = tfx.components.Pusher(
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        push_destination=tfx.proto.PushDestination(filesystem=tfx.proto.PushDestination.Filesystem(
+            base_directory=os.path.join(serving_dir, config.name))),
+        custom_executor_spec=executor_spec.ExecutorClassSpec(atomic_pusher.Executor))
+
+    return tfx.dsl.Pipeline(
+        pipeline_name=config.name,
+        pipeline_root=pipeline_root,
+        components=[example_gen, statistics_gen, schema_gen, example_validator, anomaly_gate, transform,
+                    trainer, resolver, evaluator, pusher],
+        enable_cache=True,
+        metadata_connection_config=metadata_connection_config,
+        beam_pipeline_args=beam_pipeline_args or [])

@@ -1,0 +1,57 @@
+"""Cheap checks of the input CSV files before any TFX work: problems that would otherwise
+surface as a Beam stack trace deep inside CsvExampleGen."""
+import csv
+import glob
+import os
+from typing import List
+
+from pipeline.config import PipelineConfig
+
+
+class DataError(ValueError):
+    """The input data cannot be read as the config describes; the message says what to fix."""
+
+
+def input_files(config: PipelineConfig) -> List[str]:
+    pattern = (config.data.span_pattern or "*.csv").replace("{SPAN}", "*")
+    files = sorted(glob.glob(os.path.join(config.data.path, pattern)))
+    if config.data.span_pattern and files:
+        # CsvExampleGen reads the newest span only.
+        spans = {}
+        prefix, _, suffix = config.data.span_pattern.partition("{SPAN}")
+        for path in files:
+            relative = os.path.relpath(path, config.data.path)
+            middle = relative[len(prefix):]
+            digits = "".join(c for c in middle.split("/")[0].split(suffix[:1] or "/")[0] if c.isdigit())
+            spans.setdefault(int(digits or -1), []).append(path)
+        files = spans[max(spans)]
+    return files
+
+
+def check_csv_files(config: PipelineConfig) -> int:
+    """Returns the number of data rows; raises DataError naming the file, line and problem."""
+    files = input_files(config)
+    if not files:
+        raise DataError(f"no CSV files match '{config.data.span_pattern or '*.csv'}' in {config.data.path}")
+    required = config.feature_names + [config.label.column]
+    rows = 0
+    for path in files:
+        with open(path, newline="") as handle:
+            reader = csv.reader(handle)
+            header = next(reader, None)
+            if not header:
+                raise DataError(f"{path}: the file is empty; it needs a header line and data rows")
+            missing = [name for name in required if name not in header]
+            if missing:
+                raise DataError(f"{path}: column(s) {missing} missing from the header; the config's "
+                                f"features and label.column must all be columns")
+            file_rows = 0
+            for line_number, row in enumerate(reader, start=2):
+                if len(row) != len(header):
+                    raise DataError(f"{path}: line {line_number} has {len(row)} fields, the header has "
+                                    f"{len(header)}; fix or remove the malformed row")
+                file_rows += 1
+            if file_rows == 0:
+                raise DataError(f"{path}: the file has a header but no data rows")
+            rows += file_rows
+    return rows

@@ -1,0 +1,96 @@
+"""Exports the trained model with the Transform graph inside, so servers never
+re-implement preprocessing. Signatures:
+  serving_default     serialized tf.Example -> scores (or predictions)
+  serving_raw         one rank-1 tensor per raw feature -> scores (JSON clients, TFLite)
+  transform_features  serialized tf.Example -> transformed features (TFMA)
+and assets.extra/raw_features.json: the raw inputs with the value used when one is missing."""
+import json
+import os
+
+import tensorflow as tf
+
+from pipeline.config import PipelineConfig
+from trainer import features
+
+SERVING_DEFAULT = "serving_default"
+SERVING_RAW = "serving_raw"
+TRANSFORM_FEATURES = "transform_features"
+RAW_FEATURES_FILE = os.path.join("assets.extra", "raw_features.json")
+
+
+def _missing_value(spec, feature):
+    if isinstance(spec, tf.io.FixedLenFeature) and spec.default_value is not None:
+        value = spec.default_value
+        value = value.tolist() if hasattr(value, "tolist") else value
+        value = value[0] if isinstance(value, (list, tuple)) else value
+        return value.decode() if isinstance(value, bytes) else value
+    return feature.default
+
+
+def raw_inputs(config: PipelineConfig, tft_output) -> list:
+    """The serving inputs in signature order: name, dtype and missing value."""
+    spec = tft_output.raw_feature_spec()
+    return [
+        {"name": f.name, "dtype": spec[f.name].dtype.name, "default": _missing_value(spec[f.name], f)}
+        for f in config.features
+    ]
+
+
+def _as_raw_feature(x, spec):
+    """A rank-1 dense input in the form the Transform graph was traced with."""
+    if isinstance(spec, tf.io.VarLenFeature):
+        rows = tf.range(tf.shape(x, out_type=tf.int64)[0])
+        indices = tf.stack([rows, tf.zeros_like(rows)], axis=1)
+        return tf.SparseTensor(indices, x, tf.stack([tf.shape(x, out_type=tf.int64)[0], 1]))
+    if len(spec.shape) == 1:
+        return tf.expand_dims(x, 1)
+    return x
+
+
+class _Exporter(tf.Module):
+    def __init__(self, model, tft_output, config: PipelineConfig):
+        super().__init__()
+        self.model = model
+        self.tft_layer = tft_output.transform_features_layer()
+        full_spec = tft_output.raw_feature_spec()
+        self._full_spec = full_spec
+        self._serving_spec = {name: full_spec[name] for name in config.feature_names}
+        self._output_key = features.output_key(config)
+        self._model_inputs = [features.transformed_name(name) for name in config.feature_names]
+
+    def _score(self, raw):
+        transformed = self.tft_layer(raw)
+        return {self._output_key: self.model({k: transformed[k] for k in self._model_inputs})}
+
+    def signatures(self) -> dict:
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+        def serve_examples(examples):
+            return self._score(tf.io.parse_example(examples, self._serving_spec))
+
+        raw_signature = {
+            name: tf.TensorSpec([None], spec.dtype, name=name) for name, spec in self._serving_spec.items()
+        }
+
+        @tf.function(input_signature=[raw_signature])
+        def serve_raw(inputs):
+            return self._score({name: _as_raw_feature(inputs[name], spec)
+                                for name, spec in self._serving_spec.items()})
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+        def transform_features(examples):
+            return self.tft_layer(tf.io.parse_example(examples, self._full_spec))
+
+        return {
+            SERVING_DEFAULT: serve_examples,
+            SERVING_RAW: serve_raw.get_concrete_function(),
+            TRANSFORM_FEATURES: transform_features,
+        }
+
+
+def export_model(model, tft_output, config: PipelineConfig, export_dir: str) -> None:
+    exporter = _Exporter(model, tft_output, config)
+    tf.saved_model.save(exporter, export_dir, signatures=exporter.signatures())
+    extra = os.path.join(export_dir, RAW_FEATURES_FILE)
+    tf.io.gfile.makedirs(os.path.dirname(extra))
+    with tf.io.gfile.GFile(extra, "w") as handle:
+        json.dump(raw_inputs(config, tft_output), handle, indent=2)

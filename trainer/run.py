@@ -1,0 +1,26 @@
+"""The Trainer's run_fn: wiring only; the work is in data, model and export."""
+import logging
+
+import tensorflow as tf
+import tensorflow_transform as tft
+import tf_keras as keras
+
+from pipeline.config import PipelineConfig
+from trainer.data import make_dataset
+from trainer.export import export_model
+from trainer.model import build_model
+
+
+def run_fn(fn_args) -> None:
+    config = PipelineConfig.model_validate(fn_args.custom_config["config"])
+    keras.utils.set_random_seed(config.training.seed)
+    tft_output = tft.TFTransformOutput(fn_args.transform_output)
+
+    train = make_dataset(fn_args.train_files, fn_args.data_accessor, tft_output, config, shuffle=True)
+    evaluation = make_dataset(fn_args.eval_files, fn_args.data_accessor, tft_output, config, shuffle=False)
+    model = build_model(config, tft_output)
+    history = model.fit(train, validation_data=evaluation, epochs=config.training.epochs, verbose=0)
+    logging.info("Training finished: %s", {k: round(v[-1], 4) for k, v in history.history.items()})
+
+    export_model(model, tft_output, config, fn_args.serving_model_dir)
+    tf.keras.backend.clear_session()
