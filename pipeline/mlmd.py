@@ -1,12 +1,15 @@
 """Reading what a pipeline run recorded in ML Metadata: executions per component, their
 state (new or cached), times and output artifacts."""
 import dataclasses
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
 _STATE = metadata_store_pb2.Execution.State
+# Resolver nodes record what they resolved as INTERNAL_OUTPUT.
+_OUTPUT_EVENTS = (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT,
+                  metadata_store_pb2.Event.INTERNAL_OUTPUT)
 
 
 @dataclasses.dataclass
@@ -27,14 +30,26 @@ class ComponentRun:
     def seconds(self) -> float:
         return (self.execution.last_update_time_since_epoch - self.execution.create_time_since_epoch) / 1000
 
+    def output(self, key: str) -> Optional[metadata_store_pb2.Artifact]:
+        artifacts = self.outputs.get(key) or []
+        return artifacts[-1] if artifacts else None
+
 
 def open_store(connection_config) -> metadata_store.MetadataStore:
     return metadata_store.MetadataStore(connection_config)
 
 
-def _output_artifacts(store, execution_id: int) -> Dict[str, List[metadata_store_pb2.Artifact]]:
+def _node_id(store, execution_id: int, pipeline_name: str) -> Optional[str]:
+    prefix = pipeline_name + "."
+    for context in store.get_contexts_by_execution(execution_id):
+        if context.type == "node" and context.name.startswith(prefix):
+            return context.name[len(prefix):]
+    return None
+
+
+def _outputs(store, execution_id: int) -> Dict[str, List[metadata_store_pb2.Artifact]]:
     events = [e for e in store.get_events_by_execution_ids([execution_id])
-              if e.type in (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)]
+              if e.type in _OUTPUT_EVENTS]
     artifacts = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in events])}
     outputs: Dict[str, List[metadata_store_pb2.Artifact]] = {}
     for event in events:
@@ -43,34 +58,27 @@ def _output_artifacts(store, execution_id: int) -> Dict[str, List[metadata_store
     return outputs
 
 
-def latest_run(store, pipeline_name: str) -> Dict[str, ComponentRun]:
-    """The newest execution of each component in the pipeline's most recent run."""
-    runs = store.get_contexts_by_type("pipeline_run")
-    runs = [c for c in runs if c.name.startswith("") and _belongs(store, c, pipeline_name)]
-    if not runs:
-        return {}
-    run = max(runs, key=lambda c: c.create_time_since_epoch)
-    result = {}
-    for execution in sorted(store.get_executions_by_context(run.id), key=lambda e: e.id):
-        node_id = execution.properties["component_id"].string_value or execution.custom_properties[
-            "component_id"].string_value
-        result[node_id] = ComponentRun(node_id, execution, _output_artifacts(store, execution.id))
-    return result
-
-
-def _belongs(store, run_context, pipeline_name: str) -> bool:
-    parents = store.get_parent_contexts_by_context(run_context.id)
-    return any(p.name == pipeline_name for p in parents)
-
-
 def executions_by_component(store, pipeline_name: str) -> Dict[str, List[metadata_store_pb2.Execution]]:
-    """Every execution ever recorded for each component of the pipeline, oldest first."""
-    pipeline_context = store.get_context_by_type_and_name("pipeline", pipeline_name)
-    if pipeline_context is None:
+    """Every execution recorded for each component of the pipeline, oldest first."""
+    pipeline = store.get_context_by_type_and_name("pipeline", pipeline_name)
+    if pipeline is None:
         return {}
     result: Dict[str, List[metadata_store_pb2.Execution]] = {}
-    for execution in sorted(store.get_executions_by_context(pipeline_context.id), key=lambda e: e.id):
-        node_id = execution.custom_properties["component_id"].string_value or execution.properties[
-            "component_id"].string_value
-        result.setdefault(node_id, []).append(execution)
+    for execution in sorted(store.get_executions_by_context(pipeline.id), key=lambda e: e.id):
+        result.setdefault(_node_id(store, execution.id, pipeline_name), []).append(execution)
     return result
+
+
+def latest_run(store, pipeline_name: str) -> Dict[str, ComponentRun]:
+    """The executions of the pipeline's most recent run, by component id."""
+    pipeline = store.get_context_by_type_and_name("pipeline", pipeline_name)
+    executions = store.get_executions_by_context(pipeline.id) if pipeline else []
+    if not executions:
+        return {}
+    newest = max(executions, key=lambda e: e.id)
+    run = next(c for c in store.get_contexts_by_execution(newest.id) if c.type == "pipeline_run")
+    return {
+        _node_id(store, e.id, pipeline_name): ComponentRun(_node_id(store, e.id, pipeline_name), e,
+                                                           _outputs(store, e.id))
+        for e in sorted(store.get_executions_by_context(run.id), key=lambda e: e.id)
+    }

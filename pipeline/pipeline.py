@@ -62,7 +62,10 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
                 absolute={"value": drop if lower_is_better else -drop}))
         metric = tfma.MetricConfig(class_name=METRIC_CLASSES[name])
         if threshold.ByteSize():
-            metric.threshold.CopyFrom(threshold)
+            # Blessing looks at the whole eval split; slices are reported, not gated (a small
+            # slice such as one payment type can have an undefined AUC).
+            metric.per_slice_thresholds.append(
+                tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()], threshold=threshold))
         metrics.append(metric)
     return tfma.EvalConfig(
         model_specs=[tfma.ModelSpec(signature_name="serving_default", label_key=config.label.name,

@@ -1,7 +1,130 @@
 """The end-of-run summary, read back from ML Metadata and the artifacts it points to."""
-def collect(config):
+import json
+import os
+from typing import Optional
+
+from pipeline import local, mlmd
+from pipeline.config import LOWER_IS_BETTER, PipelineConfig
+
+RESOLVER_ID = "latest_blessed_model_resolver"
+
+
+def _int_property(artifact, name: str) -> Optional[int]:
+    if artifact is None or name not in artifact.custom_properties:
+        return None
+    return artifact.custom_properties[name].int_value
+
+
+def _rows_per_split(statistics) -> dict:
+    import tensorflow_data_validation as tfdv
+
+    rows = {}
+    for split in json.loads(statistics.properties["split_names"].string_value):
+        stats = tfdv.load_stats_binary(os.path.join(statistics.uri, f"Split-{split}", "FeatureStats.pb"))
+        rows[split] = stats.datasets[0].num_examples
+    return rows
+
+
+def _overall_metrics(uri: str, model_name: Optional[str]) -> dict:
+    import tensorflow_model_analysis as tfma
+
+    result = tfma.load_eval_result(uri, model_name=model_name)
+    for slice_key, metrics in result.slicing_metrics:
+        if slice_key == ():
+            values = next(iter(next(iter(metrics.values())).values()))
+            return {name: value["doubleValue"] for name, value in values.items() if "doubleValue" in value}
     return {}
 
 
-def format_summary(summary, seconds):
-    return f"finished in {seconds:.1f} s"
+def _metrics(config: PipelineConfig, evaluation_uri: str, has_baseline: bool) -> dict:
+    candidate = _overall_metrics(evaluation_uri, "candidate" if has_baseline else None)
+    baseline = _overall_metrics(evaluation_uri, "baseline") if has_baseline else {}
+    rows = {}
+    for name, value in candidate.items():
+        if name.endswith("_diff") or name == "example_count":
+            continue
+        bound = config.evaluation.thresholds.get(name)
+        change = config.evaluation.change_thresholds.get(name)
+        rows[name] = {
+            "candidate": value,
+            "baseline": baseline.get(name),
+            "threshold": None if bound is None else (f"<= {bound}" if name in LOWER_IS_BETTER else f">= {bound}"),
+            "max_drop": None if change is None else change.max_drop,
+        }
+    return rows
+
+
+def _validation_failures(evaluation_uri: str) -> list:
+    import tensorflow_model_analysis as tfma
+
+    result = tfma.load_validation_result(evaluation_uri)
+    failures = []
+    for per_slice in result.metric_validations_per_slice:
+        for failure in per_slice.failures:
+            failures.append(f"{failure.metric_key.name}: {failure.message or 'threshold not met'} "
+                            f"(value {failure.metric_value.double_value.value:.4f})")
+    return failures
+
+
+def collect(config: PipelineConfig) -> dict:
+    store = mlmd.open_store(local.metadata_connection_config(config))
+    run = mlmd.latest_run(store, config.name)
+    summary = {
+        "pipeline": config.name,
+        "components": [{"id": c.node_id, "cached": c.cached, "seconds": c.seconds} for c in run.values()],
+    }
+    if "StatisticsGen" in run:
+        summary["rows"] = _rows_per_split(run["StatisticsGen"].output("statistics"))
+    gate_report = run["AnomalyGate"].output("report") if "AnomalyGate" in run else None
+    if gate_report is not None:
+        with open(os.path.join(gate_report.uri, "anomaly_report.json")) as handle:
+            summary["anomalies"] = json.load(handle)["findings"]
+    if "Evaluator" in run:
+        evaluation_uri = run["Evaluator"].output("evaluation").uri
+        has_baseline = bool(run[RESOLVER_ID].outputs.get("model")) if RESOLVER_ID in run else False
+        summary["has_baseline"] = has_baseline
+        summary["metrics"] = _metrics(config, evaluation_uri, has_baseline)
+        summary["validation_failures"] = _validation_failures(evaluation_uri)
+        summary["blessed"] = bool(_int_property(run["Evaluator"].output("blessing"), "blessed"))
+    if "Pusher" in run:
+        pushed = run["Pusher"].output("pushed_model")
+        summary["pushed"] = bool(_int_property(pushed, "pushed"))
+        if summary["pushed"]:
+            summary["pushed_path"] = pushed.custom_properties["pushed_destination"].string_value
+            summary["pushed_version"] = pushed.custom_properties["pushed_version"].string_value
+    return summary
+
+
+def _format_value(value: Optional[float]) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def format_summary(summary: dict, seconds: float) -> str:
+    components = summary["components"]
+    cached = sum(c["cached"] for c in components)
+    lines = [f"Summary of '{summary['pipeline']}': {len(components)} components in {seconds:.1f} s "
+             f"({cached} reused from cache)"]
+    if "rows" in summary:
+        lines.append("  rows        " + ", ".join(f"{split} {n:,}" for split, n in summary["rows"].items()))
+    if "anomalies" in summary:
+        findings = summary["anomalies"]
+        lines.append("  anomalies   " + ("none" if not findings else
+                                         f"{len(findings)} (allowed by config): " +
+                                         "; ".join(f"{f['feature']} {f['kind']}" for f in findings)))
+    if "metrics" in summary:
+        lines.append(f"  {'metric':<22}{'candidate':>10}{'baseline':>10}  threshold")
+        for name, row in summary["metrics"].items():
+            rule = row["threshold"] or ""
+            if row["max_drop"] is not None:
+                rule += f"{', ' if rule else ''}drop <= {row['max_drop']} vs baseline"
+            lines.append(f"  {name:<22}{_format_value(row['candidate']):>10}{_format_value(row['baseline']):>10}  {rule}")
+        if summary["blessed"]:
+            basis = "thresholds and baseline" if summary["has_baseline"] else \
+                "value thresholds (first model: no baseline yet)"
+            lines.append(f"  blessed     yes, on {basis}")
+        else:
+            lines.append("  blessed     NO: " + "; ".join(summary["validation_failures"] or ["see Evaluator output"]))
+    if "pushed" in summary:
+        lines.append(f"  pushed      version {summary['pushed_version']} to {summary['pushed_path']}"
+                     if summary["pushed"] else "  pushed      nothing (the model was not blessed)")
+    return "\n".join(lines)

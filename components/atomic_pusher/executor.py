@@ -3,7 +3,10 @@
 TFX's own Pusher copies files straight into `<base>/<version>/` (saved_model.pb last), so a
 watching server can see a half-written version. Here the copy goes to a hidden temporary
 directory on the same filesystem and is renamed into place; servers ignore names that are
-not integers. Versions are Unix seconds, as TFX's, but always above the newest existing one."""
+not integers. Versions are Unix seconds, as TFX's, but always above the newest existing one.
+Pushing the model that is already the newest version (a re-run that re-blessed a cached
+model) publishes nothing new and reports that version."""
+import hashlib
 import os
 import shutil
 import time
@@ -27,9 +30,24 @@ def next_version(base_directory: str, now: float) -> int:
     return max(int(now), versions[-1] + 1 if versions else 0)
 
 
+def fingerprint(model_dir: str) -> str:
+    digest = hashlib.sha256()
+    for root, dirs, files in os.walk(model_dir):
+        dirs.sort()
+        for name in sorted(files):
+            path = os.path.join(root, name)
+            digest.update(os.path.relpath(path, model_dir).encode())
+            with open(path, "rb") as handle:
+                digest.update(handle.read())
+    return digest.hexdigest()
+
+
 def publish(model_dir: str, base_directory: str, now: float) -> str:
     """Copies `model_dir` to `<base_directory>/<version>` in one rename; returns the version."""
     os.makedirs(base_directory, exist_ok=True)
+    versions = existing_versions(base_directory)
+    if versions and fingerprint(os.path.join(base_directory, str(versions[-1]))) == fingerprint(model_dir):
+        return str(versions[-1])
     version = next_version(base_directory, now)
     staging = os.path.join(base_directory, f".incoming-{version}")
     shutil.rmtree(staging, ignore_errors=True)
