@@ -47,23 +47,36 @@ def _as_raw_feature(x, spec):
     return x
 
 
+def _lookup_tables(model) -> list:
+    return [layer.lookup_table for layer in model.layers if hasattr(layer, "lookup_table")]
+
+
 class _Exporter(tf.Module):
+    """What the SavedModel holds: the Transform layer, the model's variables and lookup tables,
+    and the signatures. The Keras model itself is not tracked: tf.saved_model.save would trace
+    every layer for Keras serialization, quadrupling export time and slowing every load."""
+
     def __init__(self, model, tft_output, config: PipelineConfig):
         super().__init__()
-        self.model = model
         self.tft_layer = tft_output.transform_features_layer()
+        self.model_variables = list(model.variables)
+        self.lookup_tables = _lookup_tables(model)
         full_spec = tft_output.raw_feature_spec()
         self._full_spec = full_spec
         self._serving_spec = {name: full_spec[name] for name in config.feature_names}
-        self._output_key = features.output_key(config)
-        self._model_inputs = [features.transformed_name(name) for name in config.feature_names]
+        output_key = features.output_key(config)
+        model_inputs = [features.transformed_name(name) for name in config.feature_names]
 
-    def _score(self, raw):
-        transformed = self.tft_layer(raw)
-        return {self._output_key: self.model({k: transformed[k] for k in self._model_inputs})}
+        def score(raw):
+            transformed = self.tft_layer(raw)
+            return {output_key: model({k: transformed[k] for k in model_inputs})}
+
+        self._score = score
 
     def signatures(self) -> dict:
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+        # No AutoGraph: these functions have no Python control flow on tensors, and
+        # transpiling the Keras and Transform code they call would dominate export time.
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")], autograph=False)
         def serve_examples(examples):
             return self._score(tf.io.parse_example(examples, self._serving_spec))
 
@@ -71,12 +84,12 @@ class _Exporter(tf.Module):
             name: tf.TensorSpec([None], spec.dtype, name=name) for name, spec in self._serving_spec.items()
         }
 
-        @tf.function(input_signature=[raw_signature])
+        @tf.function(input_signature=[raw_signature], autograph=False)
         def serve_raw(inputs):
             return self._score({name: _as_raw_feature(inputs[name], spec)
                                 for name, spec in self._serving_spec.items()})
 
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")], autograph=False)
         def transform_features(examples):
             return self.tft_layer(tf.io.parse_example(examples, self._full_spec))
 
