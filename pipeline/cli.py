@@ -91,6 +91,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        if hasattr(args, "verbose"):
+            from pipeline.local import quiet_environment
+
+            quiet_environment(args.verbose)
         return args.handler(args)
     except ConfigError as error:
         print(f"tfxline: config error: {error}", file=sys.stderr)

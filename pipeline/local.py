@@ -18,6 +18,8 @@ def quiet_environment(verbose: bool) -> None:
         for key, value in QUIET_ENV.items():
             os.environ.setdefault(key, value)
         warnings.filterwarnings("ignore")
+        logging.getLogger().setLevel(logging.CRITICAL)
+        logging.getLogger("absl").setLevel(logging.ERROR)
 
 
 def pipeline_root(config: PipelineConfig) -> str:
@@ -105,7 +107,6 @@ def run_local(config: PipelineConfig, verbose: bool = False, write: Callable[[st
     absl_logger.addHandler(reporter)
     if not verbose:
         absl_logger.propagate = False
-        logging.getLogger().setLevel(logging.CRITICAL)
     else:
         absl_logging.use_absl_handler()
         logging.getLogger().setLevel(logging.INFO)

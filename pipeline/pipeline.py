@@ -6,10 +6,9 @@ from typing import List, Optional
 
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
-from tfx.dsl.components.base import executor_spec
 
 from components.anomaly_gate.component import AnomalyGate
-from components.atomic_pusher import executor as atomic_pusher
+from components.atomic_pusher.component import AtomicPusher
 from pipeline.config import LOWER_IS_BETTER, PipelineConfig
 
 PREPROCESSING_FN = "trainer.preprocessing.preprocessing_fn"
@@ -127,12 +126,12 @@ def create_pipeline(config: PipelineConfig, pipeline_root: str, data_path: str, 
         model=trainer.outputs["model"],
         baseline_model=resolver.outputs["model"],
         eval_config=eval_config(config))
-    pusher = tfx.components.Pusher(
+    pusher = AtomicPusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(filesystem=tfx.proto.PushDestination.Filesystem(
             base_directory=os.path.join(serving_dir, config.name))),
-        custom_executor_spec=executor_spec.ExecutorClassSpec(atomic_pusher.Executor))
+    ).with_id("Pusher")
 
     return tfx.dsl.Pipeline(
         pipeline_name=config.name,

@@ -29,10 +29,17 @@ def curate(schema: schema_pb2.Schema, config: PipelineConfig) -> schema_pb2.Sche
     by_name[config.label.column].not_in_environment.append(SERVING)
     curated.dataset_constraints.min_examples_count = MIN_EXAMPLES
 
+    used = set(config.feature_names) | {config.label.column}
     for schema_feature in curated.feature:
-        # A CSV cell holds at most one value, and CsvExampleGen writes a missing one as an empty list.
+        # A CSV cell holds at most one value, and CsvExampleGen writes a missing one as an empty
+        # list: an always-present column must therefore have exactly one value.
+        required = schema_feature.presence.min_fraction == 1.0
         schema_feature.value_count.Clear()
+        schema_feature.value_count.min = 1 if required and schema_feature.name in used else 0
         schema_feature.value_count.max = 1
+        if schema_feature.name not in used:
+            # Columns the model does not read may be empty or absent without stopping the run.
+            schema_feature.presence.Clear()
 
     # Features stay sparse (CsvExampleGen writes a missing value as an empty list, which a
     # dense representation rejects); preprocessing fills in the config's missing values.

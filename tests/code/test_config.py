@@ -1,0 +1,81 @@
+"""Config validation: a bad config fails in one line naming the field, before any TFX work."""
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from pipeline.config import ConfigError, load_config
+from tests.conftest import TAXI_CONFIG, write_config
+
+
+def test_default_config_loads_and_resolves_packaged_paths():
+    config = load_config(TAXI_CONFIG)
+    assert config.name == "taxi" and config.task == "binary"
+    assert config.data.path.endswith("chicago_taxi_pipeline/data/simple")
+    assert config.schema_.curated_path.endswith("schema/taxi/schema.pbtxt")
+    assert {f.kind for f in config.features} == {"numeric", "bucketized", "categorical_int", "categorical_string"}
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    ({"task": "ranking"}, "task"),
+    ({"features": [{"name": "fare", "kind": "numeric"}, {"name": "fare", "kind": "numeric"}]}, "listed more than once"),
+    ({"features": [{"name": "fare", "kind": "bucketized", "buckets": 1}]}, "features.0.bucketized.buckets"),
+    ({"features": [{"name": "fare", "kind": "text"}]}, "features.0"),
+    ({"label": {"rule": "above", "threshold": None}}, "needs threshold"),
+    ({"evaluation": {"thresholds": {"mean_squared_error": 1.0}}}, "not one of"),
+    ({"evaluation": {"thresholds": {"auc": 0.7}, "slices": [["no_such_feature"]]}}, "evaluation.slices"),
+    ({"data": {"path": "/no/such/directory"}}, "data.path"),
+    ({"data": {"span_pattern": "span-*/data.csv"}}, "{SPAN}"),
+    ({"schema": {"source": "curated", "curated_path": "/no/such/schema.pbtxt"}}, "schema.curated_path"),
+    ({"name": "Taxi Pipeline"}, "name"),
+    ({"unknown_section": 1}, "unknown_section"),
+])
+def test_bad_config_is_one_clear_error(tmp_path, overrides, expected):
+    path = write_config(tmp_path, **overrides)
+    with pytest.raises(ConfigError) as error:
+        load_config(str(path))
+    message = str(error.value)
+    assert expected in message
+    assert "\n" not in message
+
+
+def test_invalid_yaml_names_the_line(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("name: taxi\nfeatures: [unclosed\n")
+    with pytest.raises(ConfigError, match="line"):
+        load_config(str(path))
+
+
+def test_missing_config_file():
+    with pytest.raises(ConfigError, match="not found"):
+        load_config("/no/such/config.yaml")
+
+
+def test_cli_rejects_bad_config_in_one_line_without_importing_tensorflow(tmp_path):
+    path = write_config(tmp_path, training={"epochs": 0})
+    code = ("import sys; from pipeline.cli import main; rc = main(['run', '--config', sys.argv[1]]); "
+            "print('tensorflow' in sys.modules); sys.exit(rc)")
+    result = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stdout.strip() == "False"
+    errors = result.stderr.strip().splitlines()
+    assert len(errors) == 1 and errors[0].startswith("tfxline: config error:") and "training.epochs" in errors[0]
+
+
+def test_every_command_has_help():
+    from pipeline.cli import build_parser
+
+    parser = build_parser()
+    for argv in (["--help"], ["run", "--help"], ["compile", "--help"], ["schema", "draft", "--help"]):
+        with pytest.raises(SystemExit) as exit_info:
+            parser.parse_args(argv)
+        assert exit_info.value.code == 0
+
+
+def test_config_round_trips_through_custom_config():
+    config = load_config(TAXI_CONFIG)
+    from pipeline.config import PipelineConfig
+
+    again = PipelineConfig.model_validate(yaml.safe_load(yaml.safe_dump(config.to_custom_config())))
+    assert again == config
