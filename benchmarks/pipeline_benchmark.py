@@ -1,0 +1,258 @@
+"""tfxline's pipeline against TFX's own taxi template, side by side in one run.
+
+Runs, each as a fresh process on this machine and the default 15k-row taxi CSV:
+  1. TFX's taxi template (tfx/experimental/templates/taxi from the installed wheel) with every
+     `components.append` it ships commented out enabled;
+  2. `tfxline run` on the same data, then twice more (the second re-run is fully cached);
+  3. `tfxline run` on a 10x input made by resampling the CSV.
+Reports wall time, peak memory (RSS of the process tree), per-component times from each
+pipeline's MLMD, and AUC/accuracy of both trained models on the same held-out rows.
+Prints a table and writes the `pipeline` section of BENCHMARKS.md.
+
+Usage: .venv/bin/python benchmarks/pipeline_benchmark.py [--skip-10x]
+"""
+import argparse
+import csv
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / "benchmarks" / "work"
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.report import write_section  # noqa: E402
+from pipeline.config import resolve_path  # noqa: E402
+
+TEMPLATE = "package:tfx/experimental/templates/taxi"
+TAXI_DATA = "package:tfx/examples/chicago_taxi_pipeline/data/simple"
+
+
+def run_measured(command, cwd, env=None):
+    """Runs a command; returns (wall seconds, peak RSS of its process tree in bytes, output)."""
+    log_path = Path(cwd) / f"run-{time.time_ns()}.log"
+    log = open(log_path, "w")
+    started = time.monotonic()
+    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+    peak = 0
+    parent = psutil.Process(process.pid)
+    while process.poll() is None:
+        try:
+            tree = [parent] + parent.children(recursive=True)
+            peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
+        except psutil.Error:
+            pass
+        time.sleep(0.2)
+    wall = time.monotonic() - started
+    log.close()
+    output = log_path.read_text()
+    if process.returncode != 0:
+        raise RuntimeError(f"{command} failed:\n{output[-3000:]}")
+    return wall, peak, output
+
+
+def prepare_template(work: Path) -> Path:
+    """A runnable copy of TFX's taxi template with all of its components enabled."""
+    source = Path(resolve_path(TEMPLATE))
+    package = work / "taxi_template"
+    shutil.rmtree(package, ignore_errors=True)
+    shutil.copytree(source, package, ignore=shutil.ignore_patterns("__pycache__", "*.ipynb", "e2e_tests"))
+    pipeline_py = package / "pipeline" / "pipeline.py"
+    pipeline_py.write_text(re.sub(r"#\s*components\.append\(", "components.append(", pipeline_py.read_text()))
+    configs = package / "pipeline" / "configs.py"
+    text = configs.read_text().replace("{{PIPELINE_NAME}}", "taxi_template")
+    text = text.replace("'models.", "'tfx.experimental.templates.taxi.models.")
+    # The template looks up Google Cloud credentials at import (a metadata-server probe that
+    # hangs offline); a local run needs no project.
+    text = re.sub(r"try:\n  import google\.auth.*?except ImportError:\n  GOOGLE_CLOUD_PROJECT = ''\n",
+                  "GOOGLE_CLOUD_PROJECT = ''\n", text, flags=re.S)
+    configs.write_text(text)
+    runner = package / "local_runner.py"
+    runner.write_text(runner.read_text().replace("tfx.experimental.templates.taxi.pipeline", "taxi_template.pipeline"))
+    os.symlink(resolve_path(TAXI_DATA), package / "data")
+    return package
+
+
+def tfxline_config(work: Path, name: str, data_path: str) -> Path:
+    with open(resolve_path("package:pipeline/configs/taxi.yaml")) as handle:
+        raw = yaml.safe_load(handle)
+    raw["data"]["path"] = data_path
+    raw["schema"]["curated_path"] = resolve_path(raw["schema"]["curated_path"])
+    raw["output"] = {"root": str(work / name)}
+    path = work / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def resample_csv(destination: Path, factor: int, seed: int = 11) -> int:
+    with open(os.path.join(resolve_path(TAXI_DATA), "data.csv"), newline="") as handle:
+        reader = csv.reader(handle)
+        header, rows = next(reader), list(reader)
+    sample = random.Random(seed).choices(rows, k=len(rows) * factor)
+    destination.mkdir(parents=True, exist_ok=True)
+    with open(destination / "data.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(sample)
+    return len(sample)
+
+
+def component_seconds(metadata_path: str, pipeline_name: str) -> dict:
+    """Each component's time in the pipeline's first run (later runs may be cached)."""
+    from tfx.orchestration import metadata
+
+    from pipeline import mlmd
+
+    store = mlmd.open_store(metadata.sqlite_metadata_connection_config(metadata_path))
+    return {name: runs[0].last_update_time_since_epoch / 1000 - runs[0].create_time_since_epoch / 1000
+            for name, runs in mlmd.executions_by_component(store, pipeline_name).items() if name}
+
+
+def output_uri(metadata_path: str, pipeline_name: str, component: str, key: str, base: Path) -> str:
+    """Where the latest run's component wrote an output (relative URIs are relative to `base`)."""
+    from tfx.orchestration import metadata
+
+    from pipeline import mlmd
+
+    store = mlmd.open_store(metadata.sqlite_metadata_connection_config(metadata_path))
+    return str(base / mlmd.latest_run(store, pipeline_name)[component].output(key).uri)
+
+
+def _canonical(record: bytes) -> tuple:
+    import tensorflow as tf
+
+    features = tf.train.Example.FromString(record).features.feature
+    return tuple(sorted((name, str(getattr(f, f.WhichOneof("kind")).value) if f.WhichOneof("kind") else "")
+                        for name, f in features.items()))
+
+
+def eval_records(examples_uri: str) -> dict:
+    """Eval-split records by content (serialized bytes differ between runs: map order)."""
+    import tensorflow as tf
+
+    files = tf.io.gfile.glob(os.path.join(examples_uri, "Split-eval", "*"))
+    return {_canonical(r.numpy()): r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP")}
+
+
+def score(model_path: str, records: list):
+    import numpy as np
+    import tensorflow as tf
+
+    signature = tf.saved_model.load(model_path).signatures["serving_default"]
+    outputs = []
+    for start in range(0, len(records), 512):
+        result = signature(examples=tf.constant(records[start:start + 512]))
+        outputs.append(next(iter(result.values())).numpy().reshape(-1))
+    scores = np.concatenate(outputs)
+    if scores.min() < 0 or scores.max() > 1:  # the template's model outputs logits
+        scores = 1 / (1 + np.exp(-scores))
+    return scores
+
+
+def labels(records: list):
+    import numpy as np
+    import tensorflow as tf
+
+    result = []
+    for record in records:
+        feature = tf.train.Example.FromString(record).features.feature
+        fare = feature["fare"].float_list.value
+        tips = feature["tips"].float_list.value
+        result.append(int(bool(fare) and bool(tips) and tips[0] > 0.2 * fare[0]))
+    return np.array(result)
+
+
+def auc_and_accuracy(y, scores):
+    from sklearn.metrics import accuracy_score, roc_auc_score
+
+    return roc_auc_score(y, scores), accuracy_score(y, scores >= 0.5)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--skip-10x", action="store_true", help="skip the 10x-input run")
+    args = parser.parse_args(argv)
+    shutil.rmtree(WORK, ignore_errors=True)
+    WORK.mkdir(parents=True)
+    python = sys.executable
+    tfxline = str(Path(python).parent / "tfxline")
+    env = {**os.environ, "PYTHONPATH": str(WORK), "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+    print("running TFX's taxi template ...", flush=True)
+    prepare_template(WORK)
+    template_dir = WORK / "template_run"
+    template_dir.mkdir()
+    template_wall, template_rss, _ = run_measured([python, "-m", "taxi_template.local_runner"], template_dir, env)
+    template_db = str(template_dir / "tfx_metadata" / "taxi_template" / "metadata.db")
+
+    print("running tfxline ...", flush=True)
+    config = tfxline_config(WORK, "tfxline", resolve_path(TAXI_DATA))
+    wall, rss, _ = run_measured([tfxline, "run", "--config", str(config)], WORK)
+    tfxline_db = str(WORK / "tfxline" / "metadata.sqlite")
+    tfxline_components = component_seconds(tfxline_db, "taxi")
+    rerun_wall, _, _ = run_measured([tfxline, "run", "--config", str(config)], WORK)
+    cached_wall, _, cached_output = run_measured([tfxline, "run", "--config", str(config)], WORK)
+
+    big = None
+    if not args.skip_10x:
+        print("running tfxline on the 10x input ...", flush=True)
+        rows = resample_csv(WORK / "taxi_10x", 10)
+        big_config = tfxline_config(WORK, "tfxline_10x", str(WORK / "taxi_10x"))
+        big_wall, big_rss, _ = run_measured([tfxline, "run", "--config", str(big_config)], WORK)
+        big = (rows, big_wall, big_rss)
+
+    def uri(db, name, component, key, base):
+        return output_uri(db, name, component, key, base)
+
+    template_eval = eval_records(uri(template_db, "taxi_template", "CsvExampleGen", "examples", template_dir))
+    tfxline_eval = eval_records(uri(tfxline_db, "taxi", "CsvExampleGen", "examples", WORK))
+    # Rows neither model trained on: in both pipelines' eval splits.
+    common = [tfxline_eval[key] for key in sorted(set(template_eval) & set(tfxline_eval))]
+    y = labels(common)
+    template_model = os.path.join(uri(template_db, "taxi_template", "Trainer", "model", template_dir), "Format-Serving")
+    tfxline_model = os.path.join(uri(tfxline_db, "taxi", "Trainer", "model", WORK), "Format-Serving")
+    template_auc, template_acc = auc_and_accuracy(y, score(template_model, common))
+    tfxline_auc, tfxline_acc = auc_and_accuracy(y, score(tfxline_model, common))
+    template_components = component_seconds(template_db, "taxi_template")
+
+    lines = [
+        f"Machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}; data: taxi CSV, 15,002 rows. "
+        f"Each run is a fresh process (imports included).",
+        "",
+        "| | TFX taxi template | tfxline |",
+        "|---|---:|---:|",
+        f"| wall time, first run | {template_wall:.1f} s | {wall:.1f} s ({wall / template_wall:.2f}x) |",
+        f"| peak memory (RSS) | {template_rss / 2**30:.2f} GiB | {rss / 2**30:.2f} GiB |",
+        f"| eval AUC (same {len(common):,} held-out rows) | {template_auc:.4f} | {tfxline_auc:.4f} |",
+        f"| eval accuracy (same rows) | {template_acc:.4f} | {tfxline_acc:.4f} |",
+        f"| re-run (Evaluator re-checks against the new baseline) | | {rerun_wall:.1f} s |",
+        f"| second re-run (every execution cached) | | {cached_wall:.1f} s |",
+    ]
+    if big:
+        rows, big_wall, big_rss = big
+        lines.append(f"| 10x input ({rows:,} rows), first run | | {big_wall:.1f} s "
+                     f"({big_wall / wall:.1f}x the 1x time), {big_rss / 2**30:.2f} GiB |")
+    lines += ["", "Per-component time from each pipeline's MLMD (execution registered to published):", "",
+              "| component | template | tfxline |", "|---|---:|---:|"]
+    for name in sorted(set(template_components) | set(tfxline_components)):
+        left = template_components.get(name)
+        right = tfxline_components.get(name)
+        lines.append(f"| {name} | {'' if left is None else f'{left:.1f} s'} | "
+                     f"{'' if right is None else f'{right:.1f} s'} |")
+    lines += ["", f"Cached re-run summary line: `{next(l for l in cached_output.splitlines() if 'Summary' in l)}`"]
+    text = "\n".join(lines)
+    print(text)
+    write_section(ROOT / "BENCHMARKS.md", "pipeline", "Pipeline: tfxline vs TFX's taxi template", text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
