@@ -3,6 +3,7 @@ surface as a Beam stack trace deep inside CsvExampleGen."""
 import csv
 import glob
 import os
+import re
 from typing import List
 
 from pipeline.config import PipelineConfig
@@ -12,20 +13,24 @@ class DataError(ValueError):
     """The input data cannot be read as the config describes; the message says what to fix."""
 
 
+def _span_regex(span_pattern: str) -> "re.Pattern":
+    """'span-{SPAN}/*.csv' -> a regex over relative paths whose group 1 is the span number."""
+    parts = []
+    for piece in re.split(r"(\{SPAN\}|\*|\?)", span_pattern):
+        parts.append({"{SPAN}": r"(\d+)", "*": "[^/]*", "?": "[^/]"}.get(piece, re.escape(piece)))
+    return re.compile("^" + "".join(parts) + "$")
+
+
 def input_files(config: PipelineConfig) -> List[str]:
-    pattern = (config.data.span_pattern or "*.csv").replace("{SPAN}", "*")
-    files = sorted(glob.glob(os.path.join(config.data.path, pattern)))
-    if config.data.span_pattern and files:
-        # CsvExampleGen reads the newest span only.
-        spans = {}
-        prefix, _, suffix = config.data.span_pattern.partition("{SPAN}")
-        for path in files:
-            relative = os.path.relpath(path, config.data.path)
-            middle = relative[len(prefix):]
-            digits = "".join(c for c in middle.split("/")[0].split(suffix[:1] or "/")[0] if c.isdigit())
-            spans.setdefault(int(digits or -1), []).append(path)
-        files = spans[max(spans)]
-    return files
+    """The CSV files CsvExampleGen will read: all of them, or the newest span's."""
+    pattern = config.data.span_pattern
+    files = sorted(glob.glob(os.path.join(config.data.path, (pattern or "*.csv").replace("{SPAN}", "*"))))
+    if not pattern or not files:
+        return files
+    span_regex = _span_regex(pattern)
+    spans = {path: int(span_regex.match(os.path.relpath(path, config.data.path)).group(1)) for path in files}
+    newest = max(spans.values())
+    return [path for path in files if spans[path] == newest]
 
 
 def check_csv_files(config: PipelineConfig) -> int:

@@ -66,3 +66,17 @@ def test_curate_drops_large_string_domains(config):
     curated = curate(schema, config)
     assert not tfdv.get_feature(curated, "company").HasField("domain")
     assert "company" not in {d.name for d in curated.string_domain}
+
+
+def test_draft_from_data_is_curated(tmp_path, small_taxi_dir):
+    from pipeline.cli import main
+
+    from tests.conftest import write_config
+
+    config_path = write_config(tmp_path, data={"path": str(small_taxi_dir)})
+    output = tmp_path / "draft" / "schema.pbtxt"
+    assert main(["schema", "draft", "--config", str(config_path), "--output", str(output)]) == 0
+    draft = tfdv.load_schema_text(str(output))
+    assert list(draft.default_environment) == [TRAINING, SERVING]
+    assert list(tfdv.get_feature(draft, "tips").not_in_environment) == [SERVING]
+    assert {d.name for d in draft.string_domain} == {"payment_type"}

@@ -37,23 +37,24 @@ def _assert_stopped_at_gate(config, lines, error, *expected):
         assert handle.read() == b"the version already being served"
 
 
-def test_categorical_value_outside_the_schema_domain(tmp_path, taxi_rows):
+def _with_values(taxi_rows, column: str, value: str, every: int):
+    """The first ROWS rows with `column` set to `value` in every `every`-th row."""
     header, rows = taxi_rows
-    column = header.index("payment_type")
+    index = header.index(column)
     rows = [list(r) for r in rows[:ROWS]]
-    for row in rows[::3]:
-        row[column] = "Bitcoin"
-    _assert_stopped_at_gate(*_run_on(tmp_path, header, rows),
+    for row in rows[::every]:
+        row[index] = value
+    return header, rows
+
+
+def test_categorical_value_outside_the_schema_domain(tmp_path, taxi_rows):
+    _assert_stopped_at_gate(*_run_on(tmp_path, *_with_values(taxi_rows, "payment_type", "Bitcoin", every=3)),
                             "payment_type: ENUM_TYPE_UNEXPECTED_STRING_VALUES")
 
 
 def test_missing_label_values(tmp_path, taxi_rows):
-    header, rows = taxi_rows
-    column = header.index("tips")
-    rows = [list(r) for r in rows[:ROWS]]
-    for row in rows[::10]:
-        row[column] = ""
-    _assert_stopped_at_gate(*_run_on(tmp_path, header, rows), "tips: FEATURE_TYPE_LOW_NUMBER_VALUES")
+    _assert_stopped_at_gate(*_run_on(tmp_path, *_with_values(taxi_rows, "tips", "", every=10)),
+                            "tips: FEATURE_TYPE_LOW_NUMBER_VALUES")
 
 
 def test_extra_column(tmp_path, taxi_rows):

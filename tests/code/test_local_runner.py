@@ -1,0 +1,43 @@
+"""Local run settings derived from the config."""
+from pipeline import local
+from pipeline.config import load_config
+from tests.conftest import write_config
+
+
+def test_sqlite_metadata_lives_under_the_output_root(tmp_path):
+    config = load_config(str(write_config(tmp_path, output={"root": str(tmp_path / "out")})))
+    connection = local.metadata_connection_config(config)
+    assert connection.sqlite.filename_uri == str(tmp_path / "out" / "metadata.sqlite")
+    assert local.pipeline_root(config) == str(tmp_path / "out" / "pipeline" / "taxi")
+
+
+def test_mysql_metadata_for_shared_deployments(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLMD_MYSQL_PASSWORD", "s3cret")
+    config = load_config(str(write_config(tmp_path, metadata={"kind": "mysql", "host": "mlmd.internal",
+                                                               "database": "tfxline"})))
+    connection = local.metadata_connection_config(config)
+    assert (connection.mysql.host, connection.mysql.port, connection.mysql.database) == ("mlmd.internal", 3306,
+                                                                                        "tfxline")
+    assert connection.mysql.password == "s3cret"
+
+
+def test_beam_workers(tmp_path):
+    one = load_config(str(write_config(tmp_path / "a", beam={"workers": 1})))
+    four = load_config(str(write_config(tmp_path / "b", beam={"workers": 4, "extra_args": ["--x=1"]})))
+    assert local.beam_pipeline_args(one) == ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
+    assert local.beam_pipeline_args(four) == ["--direct_running_mode=multi_processing", "--direct_num_workers=4",
+                                              "--x=1"]
+
+
+def test_progress_lines_name_component_state_and_time():
+    import logging
+
+    lines = []
+    reporter = local.ProgressReporter(2, lines.append)
+    for message, args in [("Component %s is running.", ("Trainer",)), ("A cached execution %d is used.", (4,)),
+                          ("Component %s is finished.", ("Trainer",)), ("Component %s is running.", ("Pusher",))]:
+        reporter.emit(logging.LogRecord("absl", logging.INFO, __file__, 1, message, args, None))
+    reporter.report_failure()
+    assert lines[0] == "[ 1/2] Trainer                        running"
+    assert lines[1].startswith("[ 1/2] Trainer                        cached") and lines[1].endswith(" s")
+    assert lines[3] == "[ 2/2] Pusher                         FAILED"
