@@ -42,12 +42,17 @@ def metadata_connection_config(config: PipelineConfig):
     return metadata.sqlite_metadata_connection_config(metadata_path(config))
 
 
+# Without a dependency flag, every Beam component first builds an sdist of TFX for remote
+# workers (~1.4 s each); DirectRunner's workers already run this environment and ignore it.
+LOCAL_WORKER_FLAG = "--sdk_container_image=apache/beam_python3.10_sdk:2.59.0"
+
+
 def beam_pipeline_args(config: PipelineConfig) -> List[str]:
     if config.beam.workers == 1:
         mode = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
     else:
         mode = ["--direct_running_mode=multi_processing", f"--direct_num_workers={config.beam.workers}"]
-    return mode + list(config.beam.extra_args)
+    return mode + [LOCAL_WORKER_FLAG] + list(config.beam.extra_args)
 
 
 def build_local_pipeline(config: PipelineConfig):

@@ -1,19 +1,20 @@
-"""Reading Transform's output as batched (features, label) datasets."""
+"""Reading Transform's output as batched (features, label) training data."""
 import tensorflow as tf
 from tfx_bsl.public import tfxio
 
 from pipeline.config import PipelineConfig
 
 
-def make_dataset(file_pattern, data_accessor, tft_output, config: PipelineConfig,
-                 shuffle: bool) -> tf.data.Dataset:
+def make_dataset(file_pattern, data_accessor, tft_output, config: PipelineConfig) -> tf.data.Dataset:
+    """Shuffled (seeded) training batches of transformed features and the label."""
     options = tfxio.TensorFlowDatasetOptions(
         batch_size=config.training.batch_size,
         label_key=config.label.name,
         num_epochs=1,
-        shuffle=shuffle,
+        shuffle=True,
         shuffle_seed=config.training.seed,
     )
     dataset = data_accessor.tf_dataset_factory(file_pattern, options, tft_output.transformed_metadata.schema)
-    # Small enough for memory after the first epoch; saves re-reading TFRecords each epoch.
-    return dataset.cache().prefetch(tf.data.AUTOTUNE)
+    # Transformed data of a local run fits in memory: cache it after the first epoch instead of
+    # re-reading TFRecords, and reshuffle the cached batches every epoch.
+    return dataset.cache().shuffle(256, seed=config.training.seed).prefetch(tf.data.AUTOTUNE)
