@@ -28,7 +28,7 @@ setup(
         "prometheus-client",
     ],
     extras_require={
-        "test": ["pytest", "pytest-timeout"],
+        "test": ["pytest"],
         "edge": [],
     },
     entry_points={"console_scripts": ["tfxline=pipeline.cli:main"]},
