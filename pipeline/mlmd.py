@@ -23,10 +23,6 @@ class ComponentRun:
         return self.execution.last_known_state == _STATE.CACHED
 
     @property
-    def succeeded(self) -> bool:
-        return self.execution.last_known_state in (_STATE.COMPLETE, _STATE.CACHED)
-
-    @property
     def seconds(self) -> float:
         return (self.execution.last_update_time_since_epoch - self.execution.create_time_since_epoch) / 1000
 

@@ -6,8 +6,6 @@ from typing import Optional
 from pipeline import local, mlmd
 from pipeline.config import LOWER_IS_BETTER, PipelineConfig
 
-RESOLVER_ID = "latest_blessed_model_resolver"
-
 
 def _int_property(artifact, name: str) -> Optional[int]:
     if artifact is None or name not in artifact.custom_properties:
@@ -67,6 +65,8 @@ def _validation_failures(evaluation_uri: str) -> list:
 
 
 def collect(config: PipelineConfig) -> dict:
+    from pipeline.pipeline import RESOLVER_ID
+
     store = mlmd.open_store(local.metadata_connection_config(config))
     run = mlmd.latest_run(store, config.name)
     summary = {
