@@ -89,3 +89,18 @@ def test_transform_features_gives_the_label_for_tfma(loaded, examples):
     transformed = loaded.signatures[export.TRANSFORM_FEATURES](examples=tf.constant(examples[:20]))
     assert "big_tipper" in transformed and "fare_xf" in transformed
     assert set(np.unique(transformed["big_tipper"].numpy())) <= {0, 1}
+
+
+def test_raw_signature_converts_to_tflite_builtins_with_the_same_scores(loaded, saved_model_dir, examples):
+    """The Transform graph and the model together need no Flex ops, so LiteRT alone runs them."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=[export.SERVING_RAW])
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    runner = Interpreter(model_content=converter.convert()).get_signature_runner(export.SERVING_RAW)
+    with open(os.path.join(saved_model_dir, export.RAW_FEATURES_FILE)) as handle:
+        raw_inputs = json.load(handle)
+    columns = {name: tensor.numpy() for name, tensor in _raw_columns(examples, raw_inputs).items()}
+    columns = {name: values.astype(object) if values.dtype.kind in "SO" else values for name, values in columns.items()}
+    expected = loaded.signatures[export.SERVING_DEFAULT](examples=tf.constant(examples))["scores"].numpy()
+    np.testing.assert_allclose(runner(**columns)["scores"], expected, atol=1e-5)
