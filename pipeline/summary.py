@@ -23,15 +23,34 @@ def _rows_per_split(statistics) -> dict:
     return rows
 
 
-def _overall_metrics(uri: str, model_name: Optional[str]) -> dict:
+def _slices(uri: str, model_name: Optional[str]) -> list:
+    """[(slice key, {metric: value})] of one model in an Evaluator output."""
     import tensorflow_model_analysis as tfma
 
     result = tfma.load_eval_result(uri, model_name=model_name)
+    slices = []
     for slice_key, metrics in result.slicing_metrics:
-        if slice_key == ():
-            values = next(iter(next(iter(metrics.values())).values()))
-            return {name: value["doubleValue"] for name, value in values.items() if "doubleValue" in value}
-    return {}
+        values = next(iter(next(iter(metrics.values())).values()))
+        slices.append((slice_key, {name: value["doubleValue"] for name, value in values.items()
+                                   if "doubleValue" in value}))
+    return slices
+
+
+def _overall_metrics(uri: str, model_name: Optional[str]) -> dict:
+    return next((values for slice_key, values in _slices(uri, model_name) if slice_key == ()), {})
+
+
+def slice_metrics(config: PipelineConfig) -> list:
+    """The candidate's metrics on every slice of the latest evaluation, for reviewers:
+    [{"slice": "trip_start_hour=7", "auc": ..., ...}], the whole split first."""
+    from pipeline.pipeline import RESOLVER_ID
+
+    run = mlmd.latest_run(mlmd.open_store(local.metadata_connection_config(config)), config.name)
+    has_baseline = bool(run[RESOLVER_ID].outputs.get("model"))
+    rows = [{"slice": ", ".join(f"{k}={v}" for k, v in key) or "(all eval rows)", **values}
+            for key, values in _slices(run["Evaluator"].output("evaluation").uri,
+                                       "candidate" if has_baseline else None)]
+    return sorted(rows, key=lambda row: (row["slice"] != "(all eval rows)", row["slice"]))
 
 
 def _metrics(config: PipelineConfig, evaluation_uri: str, has_baseline: bool) -> dict:
