@@ -155,6 +155,14 @@ class OutputConfig(_Strict):
         return self.edge_dir or os.path.join(self.root, "edge")
 
 
+class EdgeConfig(_Strict):
+    """TFLite export of every pushed model, refused unless it answers like the SavedModel."""
+    enabled: bool = True
+    max_score_diff: float = Field(default=1e-4, gt=0)
+    max_metric_drop: float = Field(default=0.005, ge=0)
+    parity_examples: int = Field(default=2000, ge=10)
+
+
 class BeamConfig(_Strict):
     # 1 = in-process (fastest for small data); more uses multi-processing DirectRunner.
     workers: int = Field(default=1, ge=0)
@@ -168,6 +176,7 @@ class KubeflowConfig(_Strict):
     data_path: str = "gs://YOUR_BUCKET/tfxline/data"
     schema_path: Optional[str] = None
     serving_dir: str = "gs://YOUR_BUCKET/tfxline/serving"
+    edge_dir: str = "gs://YOUR_BUCKET/tfxline/edge"
 
 
 class MetadataConfig(_Strict):
@@ -199,6 +208,7 @@ class PipelineConfig(_Strict):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     evaluation: EvaluationConfig
     output: OutputConfig = Field(default_factory=OutputConfig)
+    edge: EdgeConfig = Field(default_factory=EdgeConfig)
     beam: BeamConfig = Field(default_factory=BeamConfig)
     metadata: MetadataConfig = Field(default_factory=MetadataConfig)
     kubeflow: KubeflowConfig = Field(default_factory=KubeflowConfig)

@@ -21,6 +21,7 @@ def compile_pipeline(config: PipelineConfig, output_file: str) -> str:
         data_path=kubeflow.data_path,
         schema_path=schema_path,
         serving_dir=kubeflow.serving_dir,
+        edge_dir=kubeflow.edge_dir,
         beam_pipeline_args=["--direct_running_mode=multi_processing", "--direct_num_workers=0"])
     output_file = os.path.abspath(output_file)
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(

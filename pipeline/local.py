@@ -1,11 +1,12 @@
 """Running the pipeline locally: LocalDagRunner, Beam DirectRunner, SQLite MLMD, and one
 progress line per component instead of TFX's and TensorFlow's logs (unless verbose)."""
+import contextlib
 import logging
 import os
 import sys
 import time
 import warnings
-from typing import Callable, List
+from typing import Callable, Iterator, List
 
 from pipeline.config import PipelineConfig
 
@@ -64,6 +65,7 @@ def build_local_pipeline(config: PipelineConfig):
         data_path=config.data.path,
         schema_path=config.schema_.curated_path if config.schema_.source == "curated" else None,
         serving_dir=os.path.abspath(config.output.serving),
+        edge_dir=os.path.abspath(config.output.edge),
         metadata_connection_config=metadata_connection_config(config),
         beam_pipeline_args=beam_pipeline_args(config))
 
@@ -96,6 +98,27 @@ class ProgressReporter(logging.Handler):
             self._write(f"[{self._index:2d}/{self.total}] {self.current:<30} FAILED")
 
 
+def log_path(config: PipelineConfig) -> str:
+    return os.path.abspath(os.path.join(config.output.root, "tfxline.log"))
+
+
+@contextlib.contextmanager
+def native_stderr_to(path: str) -> Iterator[None]:
+    """Sends the process's stderr (file descriptor 2) to `path`: the TFLite converter and
+    runtime log from C++ whatever TF_CPP_MIN_LOG_LEVEL says."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(path, "a") as log:
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 def run_local(config: PipelineConfig, verbose: bool = False, write: Callable[[str], None] = print) -> float:
     """Runs the pipeline; returns its wall time. Raises what the failing component raised."""
     quiet_environment(verbose)
@@ -119,7 +142,8 @@ def run_local(config: PipelineConfig, verbose: bool = False, write: Callable[[st
     try:
         tfx_pipeline = build_local_pipeline(config)
         reporter.total = len(tfx_pipeline.components)
-        tfx.orchestration.LocalDagRunner().run(tfx_pipeline)
+        with contextlib.nullcontext() if verbose else native_stderr_to(log_path(config)):
+            tfx.orchestration.LocalDagRunner().run(tfx_pipeline)
     except BaseException:
         reporter.report_failure()
         raise

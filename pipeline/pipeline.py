@@ -9,7 +9,9 @@ from tfx import v1 as tfx
 
 from components.anomaly_gate.component import AnomalyGate
 from components.atomic_pusher.component import AtomicPusher
+from components.tflite_export.component import TFLiteExport
 from pipeline.config import LOWER_IS_BETTER, PipelineConfig
+from trainer import features
 
 PREPROCESSING_FN = "trainer.preprocessing.preprocessing_fn"
 RUN_FN = "trainer.run.run_fn"
@@ -75,7 +77,7 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
 
 
 def create_pipeline(config: PipelineConfig, pipeline_root: str, data_path: str, schema_path: Optional[str],
-                    serving_dir: str, metadata_connection_config=None,
+                    serving_dir: str, edge_dir: str, metadata_connection_config=None,
                     beam_pipeline_args: Optional[List[str]] = None) -> tfx.dsl.Pipeline:
     pattern = config.data.span_pattern or "*.csv"
     example_gen = tfx.components.CsvExampleGen(
@@ -132,12 +134,27 @@ def create_pipeline(config: PipelineConfig, pipeline_root: str, data_path: str, 
         push_destination=tfx.proto.PushDestination(filesystem=tfx.proto.PushDestination.Filesystem(
             base_directory=os.path.join(serving_dir, config.name))),
     ).with_id("Pusher")
+    components = [example_gen, statistics_gen, schema_gen, example_validator, anomaly_gate, transform,
+                  trainer, resolver, evaluator, pusher]
+    if config.edge.enabled:
+        components.append(TFLiteExport(
+            model=trainer.outputs["model"],
+            model_blessing=evaluator.outputs["blessing"],
+            examples=example_gen.outputs["examples"],
+            pushed_model=pusher.outputs["pushed_model"],
+            edge_dir=edge_dir,
+            model_name=config.name,
+            task=config.task,
+            output_key=features.output_key(config),
+            label_name=config.label.name,
+            max_score_diff=config.edge.max_score_diff,
+            max_metric_drop=config.edge.max_metric_drop,
+            max_examples=config.edge.parity_examples))
 
     return tfx.dsl.Pipeline(
         pipeline_name=config.name,
         pipeline_root=pipeline_root,
-        components=[example_gen, statistics_gen, schema_gen, example_validator, anomaly_gate, transform,
-                    trainer, resolver, evaluator, pusher],
+        components=components,
         enable_cache=True,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=beam_pipeline_args or [])

@@ -14,7 +14,7 @@ def test_compiles_to_a_v2_pipeline_spec(tmp_path):
     assert spec["pipelineInfo"]["name"] == "taxi"
     tasks = spec["root"]["dag"]["tasks"]
     for component in ("CsvExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "AnomalyGate",
-                      "Transform", "Trainer", "Evaluator", "Pusher"):
+                      "Transform", "Trainer", "Evaluator", "Pusher", "TFLiteExport"):
         assert component in tasks, component
     assert "AnomalyGate" in tasks["Transform"]["dependentTasks"]
     assert any(name.startswith("latest_blessed_model_resolver") for name in tasks)

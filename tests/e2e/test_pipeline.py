@@ -12,7 +12,7 @@ from tests.helpers import eval_examples, progress_fields, pushed_versions, store
 pytestmark = pytest.mark.e2e
 
 COMPONENTS = ["CsvExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "AnomalyGate",
-              "Transform", "Trainer", "latest_blessed_model_resolver", "Evaluator", "Pusher"]
+              "Transform", "Trainer", "latest_blessed_model_resolver", "Evaluator", "Pusher", "TFLiteExport"]
 _STATE = metadata_store_pb2.Execution.State
 
 
@@ -23,7 +23,7 @@ def test_every_component_ran_and_is_recorded_in_mlmd(taxi_run):
         assert executions[component][0].last_known_state == _STATE.COMPLETE, component
     assert [progress_fields(line)[0] for line in taxi_run.output if line.endswith("running")] == [
         "CsvExampleGen", "ImportSchemaGen", "latest_blessed_model_resolver", "StatisticsGen",
-        "ExampleValidator", "AnomalyGate", "Transform", "Trainer", "Evaluator", "Pusher"]
+        "ExampleValidator", "AnomalyGate", "Transform", "Trainer", "Evaluator", "Pusher", "TFLiteExport"]
 
 
 def test_blessed_model_is_pushed_in_tf_serving_layout(taxi_run):
@@ -63,13 +63,13 @@ def test_reruns_reuse_executions(taxi_run):
 
     versions_before = pushed_versions(taxi_run.config)
     store = store_for(taxi_run.config)
-    for expected_new in (["Evaluator", "Pusher", "latest_blessed_model_resolver"],
+    for expected_new in (["Evaluator", "Pusher", "TFLiteExport", "latest_blessed_model_resolver"],
                          ["latest_blessed_model_resolver"]):
         _, lines, error = run_pipeline(taxi_run.root / "config.yaml")
         assert error is None
         latest = mlmd.latest_run(store, taxi_run.config.name)
         # The resolver is a system node: it resolves again on every run and has no cache.
         assert sorted(name for name, run in latest.items() if not run.cached) == expected_new
-        assert sum(progress_fields(line)[1] == "cached" for line in lines) == 10 - len(expected_new)
+        assert sum(progress_fields(line)[1] == "cached" for line in lines) == len(COMPONENTS) - len(expected_new)
     assert summary.collect(taxi_run.config)["has_baseline"]
     assert pushed_versions(taxi_run.config) == versions_before  # the same model is not pushed twice
