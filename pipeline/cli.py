@@ -55,10 +55,12 @@ def _schema_draft(args) -> int:
     return 0
 
 
-def _delegate(module: str, argv: List[str]) -> int:
-    import importlib
-
-    return importlib.import_module(module).main(argv)
+# Commands with their own parsers; `edge` imports the LiteRT runtime only, never TensorFlow.
+DELEGATED = {
+    "serve": ("serving.server", "TF Serving-compatible model server: tfxline serve --help"),
+    "release": ("serving.release", "canary, promote, rollback by version labels: tfxline release --help"),
+    "edge": ("serving.edge.cli", "edge device commands (LiteRT only): tfxline edge --help"),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,11 +85,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(draft)
     draft.add_argument("--output", required=True, help="schema.pbtxt to write")
     draft.set_defaults(handler=_schema_draft)
+
+    for name, (_, help_text) in DELEGATED.items():
+        commands.add_parser(name, help=help_text, add_help=False)
     return parser
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] and argv[0] in DELEGATED:
+        import importlib
+
+        return importlib.import_module(DELEGATED[argv[0]][0]).main(argv[1:])
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

@@ -1,0 +1,62 @@
+"""`tfxline edge`: batch scoring on the device with the LiteRT runtime (no TensorFlow)."""
+import argparse
+import csv
+import json
+import os
+import sys
+from typing import List, Optional
+
+from serving.edge import runtime
+
+
+def _read_rows(path: str) -> List[dict]:
+    if path.endswith(".jsonl"):
+        with open(path) as handle:
+            return [json.loads(line) for line in handle if line.strip()]
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _predict(args) -> int:
+    base = os.path.join(args.edge_dir, args.model_name)
+    model = (runtime.load(os.path.join(base, str(args.version)), args.variant) if args.version
+             else runtime.load_newest(base, args.variant))
+    if model is None:
+        print(f"tfxline edge: no loadable model under {base}", file=sys.stderr)
+        return 1
+    rows = _read_rows(args.file)
+    known = {item["name"] for item in model.inputs}
+    # CSV files usually carry extra columns (ids, the label); only the model's features are sent.
+    rows = [{k: v for k, v in row.items() if k in known} for row in rows] if args.file.endswith(".csv") else rows
+    scores = model.predict(rows)
+    for index, score in enumerate(scores):
+        print(json.dumps({"row": index, model.output: [round(float(s), 6) for s in score.reshape(-1)]}))
+    print(f"tfxline edge: scored {len(rows)} rows with version {model.version} ({args.variant})", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tfxline edge", description="Run published TFLite models on the device.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    predict = commands.add_parser("predict", help="score a CSV or JSONL file",
+                                  description="Score every row of FILE (.csv or .jsonl) and print JSON lines.")
+    predict.add_argument("file", help="rows of raw features: a CSV with a header, or JSON lines")
+    predict.add_argument("--edge-dir", default="tfxline_output/edge", help="the directory the pipeline publishes to")
+    predict.add_argument("--model-name", default="taxi")
+    predict.add_argument("--version", type=int, help="a version number (default: the newest loadable)")
+    predict.add_argument("--variant", choices=sorted(runtime.VARIANTS), default="float")
+    predict.set_defaults(handler=_predict)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        return args.handler(args)
+    except (runtime.EdgeModelError, runtime.BadInput, OSError) as error:
+        print(f"tfxline edge: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
