@@ -25,11 +25,12 @@ setup(
         "pydantic>=2,<3",
         "PyYAML>=6",
         "grpcio",
-        "prometheus-client",
+        "aiohttp>=3.9",
     ],
     extras_require={
         "test": ["pytest"],
-        "edge": [],
+        # The per-request FastAPI endpoint the serving benchmark compares against.
+        "bench": ["fastapi", "uvicorn"],
     },
     entry_points={"console_scripts": ["tfxline=pipeline.cli:main"]},
 )
