@@ -1,0 +1,58 @@
+"""Prometheus metrics in TF Serving's exposition: names are TF metric paths with `/` turned
+into `:`, one `# TYPE` line per metric and no `# HELP` lines, latencies in microseconds."""
+import threading
+from collections import defaultdict
+from typing import Dict, List, Tuple
+
+# TF Serving's request latency buckets: 10 * 1.8^i microseconds, 33 of them.
+LATENCY_BUCKETS = [10 * 1.8 ** i for i in range(33)]
+BATCH_SIZE_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
+
+REQUEST_COUNT = ":tensorflow:serving:request_count"
+REQUEST_LATENCY = ":tensorflow:serving:request_latency"
+RUNTIME_LATENCY = ":tensorflow:serving:runtime_latency"
+# tfxline's own: latency and count per served version and status, and executed batch sizes.
+VERSION_LATENCY = ":tfxline:serving:request_latency_by_version"
+BATCH_SIZE = ":tfxline:serving:batch_size"
+
+
+def _labels(labels: Tuple[Tuple[str, str], ...]) -> str:
+    escaped = (str(v).replace("\\", "\\\\").replace('"', '\\"') for _, v in labels)
+    return "{" + ",".join(f'{k}="{v}"' for (k, _), v in zip(labels, escaped)) + "}"
+
+
+class Metrics:
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._counters: Dict[str, Dict[tuple, float]] = defaultdict(lambda: defaultdict(float))
+        self._histograms: Dict[str, Tuple[List[float], Dict[tuple, list]]] = {}
+
+    def count(self, name: str, **labels) -> None:
+        with self._lock:
+            self._counters[name][tuple(labels.items())] += 1
+
+    def observe(self, name: str, value: float, buckets: List[float], **labels) -> None:
+        with self._lock:
+            _, series = self._histograms.setdefault(name, (buckets, {}))
+            counts = series.setdefault(tuple(labels.items()), [0] * (len(buckets) + 1) + [0.0])
+            index = next((i for i, limit in enumerate(buckets) if value <= limit), len(buckets))
+            counts[index] += 1
+            counts[-1] += value
+
+    def exposition(self) -> str:
+        lines = []
+        with self._lock:
+            for name, series in sorted(self._counters.items()):
+                lines.append(f"# TYPE {name} counter")
+                lines += [f"{name}{_labels(labels)} {value:g}" for labels, value in sorted(series.items())]
+            for name, (buckets, series) in sorted(self._histograms.items()):
+                lines.append(f"# TYPE {name} histogram")
+                for labels, counts in sorted(series.items()):
+                    cumulative = 0
+                    for limit, count in zip(buckets + [float("inf")], counts[:-1]):
+                        cumulative += count
+                        le = "+Inf" if limit == float("inf") else f"{limit:g}"
+                        lines.append(f"{name}_bucket{_labels(labels + (('le', le),))} {cumulative}")
+                    lines.append(f"{name}_sum{_labels(labels)} {counts[-1]:g}")
+                    lines.append(f"{name}_count{_labels(labels)} {cumulative}")
+        return "\n".join(lines) + "\n"

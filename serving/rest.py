@@ -1,0 +1,174 @@
+"""TF Serving's REST API (`/v1/models/...`) on aiohttp: the same URLs, JSON, status codes and
+error messages, plus Prometheus metrics, health probes, an optional bearer token and a body
+size limit. Runtime-independent: the edge server uses it with LiteRT servables."""
+import asyncio
+import hmac
+import json
+import re
+import time
+from typing import Optional
+from urllib.parse import unquote
+
+from aiohttp import web
+
+from serving import tensor_json
+from serving.errors import ServingError, invalid
+from serving.inference import InferenceService, serialize_examples, status_error
+from serving.metrics import LATENCY_BUCKETS, REQUEST_COUNT, REQUEST_LATENCY, VERSION_LATENCY
+
+# The exact route grammar of TF Serving's http_rest_api_util.cc.
+_NAME = r"([^/:]+)"
+POST_PATH = re.compile(rf"/v1/models/{_NAME}(?:/versions/(\d+)|/labels/{_NAME})?:(classify|regress|predict)",
+                       re.IGNORECASE)
+GET_PATH = re.compile(rf"/v1/models(?:/{_NAME})?(?:/versions/(\d+)|/labels/{_NAME})?(?:/(metadata))?", re.IGNORECASE)
+V1_PATH = re.compile(r"/v1/.*", re.IGNORECASE | re.DOTALL)
+INT64_MAX = 2 ** 63 - 1
+HEALTH_PATHS = ("/healthz", "/readyz")
+
+
+class RestOptions:
+    def __init__(self, monitoring_path: Optional[str] = None, auth_token: Optional[str] = None,
+                 max_request_bytes: int = 64 << 20, timeout_seconds: float = 30.0, cors: bool = False):
+        self.monitoring_path, self.auth_token = monitoring_path, auth_token
+        self.max_request_bytes, self.timeout_seconds, self.cors = max_request_bytes, timeout_seconds, cors
+
+
+def _json_response(status: int, body: str, cors: bool) -> web.Response:
+    headers = {"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Methods": "POST, GET",
+               "Access-Control-Allow-Headers": "Content-Type"} if cors else None
+    return web.Response(status=status, text=body, content_type="application/json", headers=headers)
+
+
+def _error_body(error: ServingError) -> str:
+    return json.dumps({"error": error.message})
+
+
+def _version(text: Optional[str]) -> Optional[int]:
+    if text is None:
+        return None
+    if int(text) > INT64_MAX:
+        raise invalid(f"Failed to convert version: {text} to numeric.")
+    return int(text)
+
+
+def build_app(service: InferenceService, options: RestOptions) -> web.Application:
+    handler = _Handler(service, options)
+    app = web.Application(client_max_size=options.max_request_bytes)
+    app.router.add_route("*", "/{tail:.*}", handler.handle)
+    return app
+
+
+class _Handler:
+    def __init__(self, service: InferenceService, options: RestOptions):
+        self.service, self.options = service, options
+
+    async def handle(self, request: web.Request) -> web.Response:
+        path = request.raw_path
+        if self.options.monitoring_path and request.path == self.options.monitoring_path:
+            if path != self.options.monitoring_path:
+                return web.Response(status=400, text=f"Unexpected path: {path}")
+            return web.Response(text=self.service.metrics.exposition(), content_type="text/plain")
+        if path in HEALTH_PATHS:
+            ready = path == "/healthz" or self.service.registry.ready()
+            return web.json_response({"status": "ok" if ready else "no model version is available yet"},
+                                     status=200 if ready else 503)
+        if not V1_PATH.fullmatch(path):
+            return web.Response(status=404, text="Not Found")
+        if request.method == "OPTIONS":
+            origin = request.headers.get("Origin", "")
+            return web.Response(status=200 if re.match(r"https?://", origin) else 400)
+        if self.options.auth_token is not None and not self._authorized(request):
+            return _json_response(401, _error_body(ServingError(
+                "UNAUTHENTICATED", "Missing or wrong bearer token: send 'Authorization: Bearer <token>'")),
+                self.options.cors)
+        started = time.perf_counter()
+        model_name, api, version = "", "", ""
+        try:
+            method = request.method
+            post = POST_PATH.fullmatch(path) if method == "POST" else None
+            get = GET_PATH.fullmatch(path) if method == "GET" else None
+            if post is None and get is None:
+                raise invalid(f"Malformed request: {method} {path}")
+            if post is not None:
+                model_name, api = unquote(post.group(1)), post.group(4).lower()
+                if post.group(4) != api:
+                    raise invalid(f"Malformed request: {method} {path}")
+                body = await request.read()
+                coroutine = self._infer(api, model_name, _version(post.group(2)),
+                                        unquote(post.group(3)) if post.group(3) else None, body)
+            else:
+                model_name = unquote(get.group(1)) if get.group(1) else ""
+                if not model_name:
+                    raise invalid("Missing model name in request.")
+                label = unquote(get.group(3)) if get.group(3) else None
+                if get.group(4) == "metadata":
+                    coroutine = self._metadata(model_name, _version(get.group(2)), label)
+                else:
+                    coroutine = self._status(model_name, _version(get.group(2)))
+            body, version = await asyncio.wait_for(coroutine, self.options.timeout_seconds)
+            status, code = 200, "OK"
+        except web.HTTPRequestEntityTooLarge:
+            error = ServingError("INVALID_ARGUMENT",
+                                 f"Request body is larger than the server's limit of {self.options.max_request_bytes} "
+                                 "bytes (--max_request_bytes); send fewer instances per request")
+            body, status, code = _error_body(error), 413, error.code
+        except asyncio.TimeoutError:
+            error = ServingError("DEADLINE_EXCEEDED", "Request timed out (--rest_api_timeout_in_ms)")
+            body, status, code = _error_body(error), error.http_status, error.code
+        except Exception as raised:  # every failure becomes a JSON error; the server keeps serving
+            error = status_error(raised)
+            body, status, code = _error_body(error), error.http_status, error.code
+        metrics = self.service.metrics
+        metrics.count(REQUEST_COUNT, model_name=model_name, status=code)
+        micros = (time.perf_counter() - started) * 1e6
+        if code == "OK":
+            metrics.observe(REQUEST_LATENCY, micros, LATENCY_BUCKETS, model_name=model_name, API=api,
+                            entrypoint="REST")
+        metrics.observe(VERSION_LATENCY, micros, LATENCY_BUCKETS, model_name=model_name, version=version,
+                        status=code)
+        return _json_response(status, body, self.options.cors)
+
+    def _authorized(self, request: web.Request) -> bool:
+        sent = request.headers.get("Authorization", "")
+        return hmac.compare_digest(sent.encode(), f"Bearer {self.options.auth_token}".encode())
+
+    async def _infer(self, api: str, name: str, version: Optional[int], label: Optional[str], body: bytes):
+        request = tensor_json.parse_body(body)
+        signature_name = request.get("signature_name", "")
+        if not isinstance(signature_name, str):
+            raise invalid("'signature_name' key must be a string value.")
+        if api == "predict":
+            servable = self.service.resolve(name, version, label)
+            key, signature = self.service.predict_signature(servable, signature_name)
+            inputs, row_format = tensor_json.predict_inputs(request, key, signature)
+            outputs = await self.service.run(servable, key, inputs)
+            return tensor_json.predict_response(outputs, row_format), str(servable.version)
+        examples, context = tensor_json.example_features(request, api)
+        servable = self.service.resolve(name, version, label)
+        serialized = serialize_examples(examples, context)
+        if api == "classify":
+            results = await self.service.classify(servable, signature_name, serialized)
+            body = "[" + ",".join("[" + ",".join(f"[{json.dumps(label)}, {tensor_json.format_float(score, 9)}]"
+                                                 for label, score in row) + "]" for row in results) + "]"
+        else:
+            results = await self.service.regress(servable, signature_name, serialized)
+            body = "[" + ",".join(tensor_json.format_float(value, 9) for value in results) + "]"
+        return '{"results": ' + body + "}", str(servable.version)
+
+    async def _status(self, name: str, version: Optional[int]):
+        entries = [{"version": str(v), "state": s.state,
+                    "status": {"error_code": s.error_code, "error_message": s.error_message}}
+                   for v, s in self.service.registry.status(name, version)]
+        return json.dumps({"model_version_status": entries}, indent=1), ""
+
+    async def _metadata(self, name: str, version: Optional[int], label: Optional[str]):
+        servable = self.service.resolve(name, version, label)
+        signature_defs = {key: signature_def_json(servable, key) for key in servable.signatures}
+        body = {"model_spec": {"name": name, "signature_name": "", "version": str(servable.version)},
+                "metadata": {"signature_def": {"signature_def": signature_defs}}}
+        return json.dumps(body, indent=1), str(servable.version)
+
+
+def signature_def_json(servable, key: str) -> dict:
+    exact = getattr(servable, "signature_def_json", None)
+    return exact(key) if exact is not None else servable.signatures[key].as_json()

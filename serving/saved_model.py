@@ -1,0 +1,68 @@
+"""A SavedModel version as a Servable: signatures read from saved_model.pb (so metadata shows
+the real SignatureDefs), calls made through TensorFlow's loaded signature functions."""
+import os
+from typing import Dict
+
+import numpy as np
+import tensorflow as tf
+from google.protobuf import json_format
+from tensorflow.core.framework import types_pb2
+from tensorflow.core.protobuf import saved_model_pb2
+
+from serving.errors import invalid, ServingError
+from serving.servable import SignatureInfo, TensorInfo
+
+SERVE_TAG = "serve"
+
+
+def _tensor_info(proto) -> TensorInfo:
+    shape = None if proto.tensor_shape.unknown_rank else [d.size for d in proto.tensor_shape.dim]
+    return TensorInfo(proto.name, types_pb2.DataType.Name(proto.dtype), shape)
+
+
+def read_signature_defs(path: str) -> Dict[str, object]:
+    """The SignatureDef protos of the `serve` MetaGraph."""
+    saved_model = saved_model_pb2.SavedModel()
+    pb_path = os.path.join(path, "saved_model.pb")
+    if not os.path.isfile(pb_path):
+        raise FileNotFoundError(f"no saved_model.pb in {path}")
+    with open(pb_path, "rb") as handle:
+        saved_model.ParseFromString(handle.read())
+    for meta_graph in saved_model.meta_graphs:
+        if SERVE_TAG in meta_graph.meta_info_def.tags:
+            return dict(meta_graph.signature_def)
+    raise ValueError(f"{path} has no MetaGraph tagged '{SERVE_TAG}'")
+
+
+class SavedModelServable:
+    def __init__(self, name: str, version: int, path: str):
+        self.name, self.version, self.path = name, version, path
+        self.signature_defs = read_signature_defs(path)
+        self._loaded = tf.saved_model.load(path, tags=[SERVE_TAG])
+        self._functions = dict(self._loaded.signatures)
+        self.signatures = {
+            key: SignatureInfo({k: _tensor_info(v) for k, v in sig.inputs.items()},
+                               {k: _tensor_info(v) for k, v in sig.outputs.items()}, sig.method_name)
+            for key, sig in self.signature_defs.items() if key in self._functions
+        }
+
+    def signature_def_json(self, key: str) -> dict:
+        return json_format.MessageToDict(self.signature_defs[key], preserving_proto_field_name=True,
+                                         including_default_value_fields=True)
+
+    def run(self, signature_name: str, inputs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        function = self._functions[signature_name]
+        info = self.signatures[signature_name]
+        try:
+            tensors = {name: tf.constant(value, dtype=tf.as_dtype(types_pb2.DataType.Value(info.inputs[name].dtype)))
+                       for name, value in inputs.items()}
+            outputs = function(**tensors)
+        except (tf.errors.InvalidArgumentError, TypeError, ValueError) as error:
+            raise invalid(str(error).strip().splitlines()[0]) from None
+        except tf.errors.OpError as error:
+            raise ServingError("INTERNAL", error.message) from None
+        return {name: value.numpy() for name, value in outputs.items()}
+
+
+def load_saved_model(name: str, version: int, path: str) -> SavedModelServable:
+    return SavedModelServable(name, version, path)

@@ -1,0 +1,56 @@
+"""What a loaded model version offers the servers, independent of the runtime behind it
+(TensorFlow for SavedModels, LiteRT at the edge): its signatures and a way to run them."""
+import dataclasses
+from typing import Dict, List, Optional, Protocol
+
+import numpy as np
+
+PREDICT_METHOD = "tensorflow/serving/predict"
+CLASSIFY_METHOD = "tensorflow/serving/classify"
+REGRESS_METHOD = "tensorflow/serving/regress"
+DEFAULT_SIGNATURE = "serving_default"
+
+# TF DataType names -> numpy dtypes the JSON and TensorProto converters produce.
+NUMPY_DTYPES = {
+    "DT_FLOAT": np.float32, "DT_DOUBLE": np.float64, "DT_INT8": np.int8, "DT_INT16": np.int16,
+    "DT_INT32": np.int32, "DT_INT64": np.int64, "DT_UINT8": np.uint8, "DT_UINT32": np.uint32,
+    "DT_UINT64": np.uint64, "DT_BOOL": np.bool_, "DT_STRING": object,
+}
+DTYPE_NAMES = {"float32": "DT_FLOAT", "float64": "DT_DOUBLE", "int8": "DT_INT8", "int16": "DT_INT16",
+               "int32": "DT_INT32", "int64": "DT_INT64", "uint8": "DT_UINT8", "uint32": "DT_UINT32",
+               "uint64": "DT_UINT64", "bool": "DT_BOOL", "string": "DT_STRING", "object": "DT_STRING"}
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorInfo:
+    name: str            # the graph tensor name, e.g. "serving_default_x:0"
+    dtype: str           # a TF DataType name, e.g. "DT_FLOAT"
+    shape: Optional[List[int]]  # -1 for an unknown dimension; None for unknown rank
+
+    def as_json(self) -> dict:
+        shape = ({"dim": [], "unknown_rank": True} if self.shape is None else
+                 {"dim": [{"size": str(size), "name": ""} for size in self.shape], "unknown_rank": False})
+        return {"dtype": self.dtype, "tensor_shape": shape, "name": self.name}
+
+
+@dataclasses.dataclass(frozen=True)
+class SignatureInfo:
+    inputs: Dict[str, TensorInfo]
+    outputs: Dict[str, TensorInfo]
+    method_name: str = PREDICT_METHOD
+
+    def as_json(self) -> dict:
+        return {"inputs": {k: v.as_json() for k, v in self.inputs.items()},
+                "outputs": {k: v.as_json() for k, v in self.outputs.items()},
+                "method_name": self.method_name, "defaults": {}}
+
+
+class Servable(Protocol):
+    """One loaded version. `run` takes and returns numpy arrays keyed by signature alias and
+    may be called from several threads at once."""
+
+    name: str
+    version: int
+    signatures: Dict[str, SignatureInfo]
+
+    def run(self, signature_name: str, inputs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]: ...

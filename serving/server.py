@@ -1,0 +1,230 @@
+"""`tfxline serve`: a drop-in for `tensorflow_model_server` (the same flags, REST and gRPC APIs)
+for machines where the TF Serving binary can't run."""
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import ssl
+import sys
+import threading
+from typing import List, Optional
+
+from serving.registry import ModelRegistry, ModelSpec
+
+log = logging.getLogger("tfxline.serving")
+
+
+def _bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes"):
+        return True
+    if text.lower() in ("0", "false", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got '{text}'")
+
+
+def build_parser(prog: str = "tfxline serve") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog, description="Serve SavedModels with TF Serving's REST and gRPC APIs. Flags are "
+                               "tensorflow_model_server's, so scripts and manifests need no change.")
+    flag = parser.add_argument
+
+    def switch(name, help_text):
+        flag(name, type=_bool, nargs="?", const=True, default=False, help=help_text)
+
+    flag("--port", type=int, default=8500, help="gRPC port (0: no gRPC)")
+    flag("--rest_api_port", type=int, default=0, help="REST port (0: no REST)")
+    flag("--rest_api_num_threads", type=int, default=4 * (os.cpu_count() or 1), help="model call threads")
+    flag("--rest_api_timeout_in_ms", type=int, default=30000, help="REST request timeout")
+    switch("--rest_api_enable_cors_support", "answer CORS preflights and add CORS headers")
+    flag("--model_name", default="default", help="model name in single-model mode")
+    flag("--model_base_path", help="directory holding numeric version subdirectories (single-model mode)")
+    flag("--model_config_file", help="text-format ModelServerConfig (models.config); overrides --model_name")
+    flag("--model_config_file_poll_wait_seconds", type=int, default=0, help="re-read the config file (0: never)")
+    flag("--file_system_poll_wait_seconds", type=int, default=1, help="look for new versions (0: once)")
+    flag("--monitoring_config_file", help="text-format MonitoringConfig enabling Prometheus metrics")
+    switch("--enable_batching", "batch concurrent requests")
+    flag("--batching_parameters_file", help="text-format BatchingParameters (needs --enable_batching)")
+    switch("--allow_version_labels_for_unavailable_models", "allow new labels on versions not loaded yet")
+    flag("--max_num_load_retries", type=int, default=5, help="retries of a version that failed to load")
+    flag("--load_retry_interval_micros", type=int, default=60_000_000, help="wait between load retries")
+    flag("--tensorflow_intra_op_parallelism", type=int, default=0, help="TensorFlow intra-op threads (0: auto)")
+    flag("--tensorflow_inter_op_parallelism", type=int, default=0, help="TensorFlow inter-op threads (0: auto)")
+    extra = parser.add_argument_group("tfxline additions")
+    extra.add_argument("--auth_token_file", help="require 'Authorization: Bearer <token>' (REST) / "
+                                                 "'authorization' metadata (gRPC) with the token in this file")
+    extra.add_argument("--ssl_cert_file", help="serve REST and gRPC over TLS with this certificate (PEM)")
+    extra.add_argument("--ssl_key_file", help="the certificate's private key (PEM)")
+    extra.add_argument("--max_request_bytes", type=int, default=64 << 20, help="largest accepted request body")
+    extra.add_argument("--request_log_dir", help="write a sample of served requests here, for drift monitoring")
+    extra.add_argument("--request_log_sample_rate", type=float, default=0.01, help="share of requests logged")
+    extra.add_argument("--request_log_max_bytes", type=int, default=16 << 20, help="rotate log files at this size")
+    extra.add_argument("--verbose", action="store_true", help="show TensorFlow's own logs")
+    return parser
+
+
+def fail(message: str) -> "SystemExit":
+    print(f"tfxline serve: {message}", file=sys.stderr)
+    return SystemExit(1)
+
+
+def model_specs(args) -> List[ModelSpec]:
+    if args.model_config_file:
+        from serving.model_config import read_model_server_config
+
+        return specs_from_config(read_model_server_config(args.model_config_file))
+    if not args.model_base_path:
+        raise ValueError("give --model_base_path (with --model_name) or --model_config_file")
+    return [ModelSpec(args.model_name, os.path.abspath(args.model_base_path))]
+
+
+def specs_from_config(config) -> List[ModelSpec]:
+    """ModelServerConfig to ModelSpecs, rejecting what TF Serving rejects."""
+    if config.WhichOneof("config") != "model_config_list":
+        raise ValueError("only model_config_list configs are supported")
+    specs = []
+    for model in config.model_config_list.config:
+        if not os.path.isabs(model.base_path) and "://" not in model.base_path:
+            raise ValueError(f"Expected model {model.name} to have an absolute path or URI; "
+                             f"got base_path()={model.base_path}")
+        if not model.model_platform:
+            raise ValueError(f"Illegal setting neither ModelServerConfig::model_type nor model_platform for {model.name}")
+        if model.model_platform != "tensorflow":
+            raise ValueError(f"Model {model.name} requests unsupported platform {model.model_platform}")
+        policy = model.model_version_policy
+        kind = policy.WhichOneof("policy_choice")
+        if kind == "specific":
+            chosen = ("specific", tuple(policy.specific.versions))
+        elif kind == "all":
+            chosen = ("all",)
+        else:
+            chosen = ("latest", policy.latest.num_versions or 1)
+        specs.append(ModelSpec(model.name, model.base_path, chosen, dict(model.version_labels)))
+    return specs
+
+
+def _tls(args) -> Optional[ssl.SSLContext]:
+    if not args.ssl_cert_file:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(args.ssl_cert_file, args.ssl_key_file)
+    return context
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    if not args.verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s tfxline serve: %(message)s", stream=sys.stderr)
+    if args.batching_parameters_file and not args.enable_batching:
+        raise fail("--batching_parameters_file needs --enable_batching")
+    if args.rest_api_port and args.rest_api_port == args.port:
+        raise fail("--rest_api_port must differ from --port")
+    if bool(args.ssl_cert_file) != bool(args.ssl_key_file):
+        raise fail("--ssl_cert_file and --ssl_key_file go together")
+    try:
+        specs = model_specs(args)
+        options = _server_options(args)
+    except (ValueError, OSError) as error:
+        raise fail(str(error))
+
+    from serving.saved_model import load_saved_model
+    import tensorflow as tf
+
+    if args.tensorflow_intra_op_parallelism:
+        tf.config.threading.set_intra_op_parallelism_threads(args.tensorflow_intra_op_parallelism)
+    if args.tensorflow_inter_op_parallelism:
+        tf.config.threading.set_inter_op_parallelism_threads(args.tensorflow_inter_op_parallelism)
+    registry = ModelRegistry(load_saved_model, args.max_num_load_retries, args.load_retry_interval_micros / 1e6,
+                             args.allow_version_labels_for_unavailable_models)
+    try:
+        registry.configure(specs)
+    except Exception as error:
+        raise fail(f"Failed to start server. Error: {error}")
+    errors = registry.startup_errors()
+    if errors:
+        raise fail(f"Failed to start server. Error: {'; '.join(errors)}")
+    asyncio.run(serve(args, registry, options))
+    return 0
+
+
+def _server_options(args) -> dict:
+    from serving.batching import BatchingOptions
+    from serving.model_config import parse_batching_parameters, parse_monitoring_config
+
+    options = {"batching": None, "monitoring_path": None, "auth_token": None}
+    if args.enable_batching:
+        parameters = {}
+        if args.batching_parameters_file:
+            with open(args.batching_parameters_file) as handle:
+                parameters = parse_batching_parameters(handle.read())
+        options["batching"] = BatchingOptions.from_parameters(parameters) if parameters else BatchingOptions(
+            num_batch_threads=os.cpu_count() or 1)
+    if args.monitoring_config_file:
+        with open(args.monitoring_config_file) as handle:
+            enabled, path = parse_monitoring_config(handle.read())
+        options["monitoring_path"] = path if enabled else None
+    if args.auth_token_file:
+        with open(args.auth_token_file) as handle:
+            options["auth_token"] = handle.read().strip()
+        if not options["auth_token"]:
+            raise ValueError(f"{args.auth_token_file} is empty")
+    return options
+
+
+async def serve(args, registry: ModelRegistry, options: dict) -> None:
+    from aiohttp import web
+
+    from serving.inference import InferenceService
+    from serving.metrics import Metrics
+    from serving.rest import RestOptions, build_app
+
+    request_log = None
+    if args.request_log_dir:
+        from serving.request_log import RequestLog
+
+        request_log = RequestLog(args.request_log_dir, args.request_log_sample_rate, args.request_log_max_bytes)
+    service = InferenceService(registry, Metrics(), options["batching"], args.rest_api_num_threads, request_log)
+    tls = _tls(args)
+    stop = threading.Event()
+    reload_config = None
+    if args.model_config_file:
+        def reload_config():
+            registry.configure(model_specs(args))
+    watcher = threading.Thread(target=registry.watch, name="version-watcher", daemon=True, args=(
+        max(args.file_system_poll_wait_seconds, 0) or 3600 * 24, stop, reload_config,
+        args.model_config_file_poll_wait_seconds))
+    if args.file_system_poll_wait_seconds > 0 or args.model_config_file_poll_wait_seconds > 0:
+        watcher.start()
+
+    runner = None
+    if args.rest_api_port:
+        app = build_app(service, RestOptions(options["monitoring_path"], options["auth_token"], args.max_request_bytes,
+                                             args.rest_api_timeout_in_ms / 1000, args.rest_api_enable_cors_support))
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "0.0.0.0", args.rest_api_port, ssl_context=tls).start()
+        log.info("Exporting HTTP/REST API at:localhost:%d ...", args.rest_api_port)
+    grpc_server = None
+    if args.port:
+        from serving.grpc_api import start_grpc_server
+
+        grpc_server = await start_grpc_server(service, args.port, options["auth_token"], args.ssl_cert_file,
+                                              args.ssl_key_file, reload_config=lambda config: registry.configure(
+                                                  specs_from_config(config)))
+        log.info("Running gRPC ModelServer at 0.0.0.0:%d ...", args.port)
+
+    finished = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, finished.set)
+    await finished.wait()
+    stop.set()
+    if grpc_server is not None:
+        await grpc_server.stop(grace=5)
+    if runner is not None:
+        await runner.cleanup()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
