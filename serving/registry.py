@@ -64,8 +64,12 @@ def aspired(spec: ModelSpec, on_disk: List[int]) -> List[int]:
 
 class ModelRegistry:
     def __init__(self, loader: Callable[[str, int, str], Servable], max_load_retries: int = 5,
-                 load_retry_interval: float = 60.0, allow_labels_for_unavailable: bool = False):
+                 load_retry_interval: float = 60.0, allow_labels_for_unavailable: bool = False,
+                 fall_back_to_older: bool = False):
         self._loader = loader
+        # TF Serving loads only the aspired versions; an edge device with nothing else to serve
+        # is better off with the newest older version that loads.
+        self._fall_back_to_older = fall_back_to_older
         self._max_load_retries = max_load_retries
         self._retry_interval = load_retry_interval
         self._allow_unavailable_labels = allow_labels_for_unavailable
@@ -138,6 +142,12 @@ class ModelRegistry:
                                       or (state.state == "END" and not self._should_retry(state))):
                 continue
             self._load(spec, version, states)
+        if self._fall_back_to_older and not any(s.servable is not None for s in states.values()):
+            for version in sorted(set(on_disk) - set(wanted), reverse=True):
+                if version not in states or self._should_retry(states[version]):
+                    self._load(spec, version, states)
+                    if states[version].servable is not None:
+                        return
         if any(states[v].state == "AVAILABLE" for v in wanted if v in states) or not wanted:
             for version, state in states.items():
                 if version not in wanted and state.state == "AVAILABLE":

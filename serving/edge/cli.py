@@ -35,17 +35,45 @@ def _predict(args) -> int:
     return 0
 
 
+def _add_model_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--edge-dir", default="tfxline_output/edge", help="the directory the pipeline publishes to")
+    parser.add_argument("--model-name", default="taxi")
+    parser.add_argument("--variant", choices=sorted(runtime.VARIANTS), default="float")
+
+
+def _serve(args) -> int:
+    import logging
+
+    from serving.edge.serve import serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s tfxline edge: %(message)s")
+    token = None
+    if args.auth_token_file:
+        with open(args.auth_token_file) as handle:
+            token = handle.read().strip()
+    serve(args.edge_dir, args.model_name, args.rest_api_port, args.variant, args.file_system_poll_wait_seconds, token)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tfxline edge", description="Run published TFLite models on the device.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     predict = commands.add_parser("predict", help="score a CSV or JSONL file",
                                   description="Score every row of FILE (.csv or .jsonl) and print JSON lines.")
     predict.add_argument("file", help="rows of raw features: a CSV with a header, or JSON lines")
-    predict.add_argument("--edge-dir", default="tfxline_output/edge", help="the directory the pipeline publishes to")
-    predict.add_argument("--model-name", default="taxi")
+    _add_model_flags(predict)
     predict.add_argument("--version", type=int, help="a version number (default: the newest loadable)")
-    predict.add_argument("--variant", choices=sorted(runtime.VARIANTS), default="float")
     predict.set_defaults(handler=_predict)
+
+    serve = commands.add_parser("serve", help="TF Serving's REST predict API on the device",
+                                description="Serve the newest published TFLite version with TF Serving's REST "
+                                            "API; new versions are picked up as they are published.")
+    _add_model_flags(serve)
+    serve.add_argument("--rest_api_port", type=int, default=8501)
+    serve.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0,
+                       help="how often to look for a new version")
+    serve.add_argument("--auth_token_file", help="require 'Authorization: Bearer <token>' with this file's token")
+    serve.set_defaults(handler=_serve)
     return parser
 
 

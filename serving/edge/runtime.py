@@ -40,9 +40,11 @@ class EdgeModel:
         return self.manifest["outputs"][0]
 
     def predict(self, rows: List[Dict[str, object]]) -> np.ndarray:
-        columns = to_columns(rows, self.inputs)
+        return self.run_columns(to_columns(rows, self.inputs))[self.output]
+
+    def run_columns(self, columns: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
         with self._lock:  # a LiteRT interpreter is not safe to call from two threads at once
-            return np.array(self._runner(**columns)[self.output])
+            return {name: np.array(value) for name, value in self._runner(**columns).items()}
 
 
 def _sha256(path: str) -> str:

@@ -1,0 +1,72 @@
+"""`tfxline edge serve`: TF Serving's REST predict API on the device, answered by the LiteRT
+runtime (no TensorFlow). It watches the edge directory, loads a new version only after its
+manifest's hashes check out, and keeps the old version serving when a new one is refused."""
+import asyncio
+import logging
+import os
+import signal
+import threading
+from typing import Dict
+
+import numpy as np
+
+from serving.edge import runtime
+from serving.registry import ModelRegistry, ModelSpec
+from serving.servable import DEFAULT_SIGNATURE, DTYPE_NAMES, SignatureInfo, TensorInfo
+
+log = logging.getLogger("tfxline.edge")
+
+
+class EdgeServable:
+    """A published TFLite version. It answers under the SavedModel's raw-features signature
+    name and under serving_default, so clients of the SavedModel server need no change."""
+
+    def __init__(self, name: str, model: runtime.EdgeModel):
+        self.name, self.version, self._model = name, model.version, model
+        inputs = {item["name"]: TensorInfo(item["name"], DTYPE_NAMES[item["dtype"]], item.get("shape", [-1]))
+                  for item in model.inputs}
+        outputs = {name: TensorInfo(name, "DT_FLOAT", [-1, -1]) for name in model.manifest["outputs"]}
+        signature = SignatureInfo(inputs, outputs)
+        self.signatures = {DEFAULT_SIGNATURE: signature, model.manifest["signature"]: signature}
+
+    def run(self, signature_name: str, inputs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        return self._model.run_columns(inputs)
+
+
+def edge_loader(variant: str):
+    def load(name: str, version: int, path: str) -> EdgeServable:
+        return EdgeServable(name, runtime.load(path, variant))
+    return load
+
+
+def serve(edge_dir: str, model_name: str, port: int, variant: str, poll_seconds: float,
+          auth_token: str = None, max_request_bytes: int = 16 << 20) -> None:
+    from aiohttp import web
+
+    from serving.inference import InferenceService
+    from serving.metrics import Metrics
+    from serving.rest import RestOptions, build_app
+
+    registry = ModelRegistry(edge_loader(variant), fall_back_to_older=True)
+    registry.configure([ModelSpec(model_name, os.path.abspath(os.path.join(edge_dir, model_name)))])
+    if not registry.ready():
+        log.warning("no loadable version of %s under %s yet; answering 404 until one is published",
+                    model_name, edge_dir)
+    service = InferenceService(registry, Metrics(), threads=2)
+    stop = threading.Event()
+    threading.Thread(target=registry.watch, args=(poll_seconds, stop), name="version-watcher", daemon=True).start()
+
+    async def run():
+        runner = web.AppRunner(build_app(service, RestOptions("/monitoring/prometheus/metrics", auth_token,
+                                                              max_request_bytes)), access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "0.0.0.0", port).start()
+        log.info("serving %s (%s TFLite) on REST port %d", model_name, variant, port)
+        finished = asyncio.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            asyncio.get_running_loop().add_signal_handler(signum, finished.set)
+        await finished.wait()
+        stop.set()
+        await runner.cleanup()
+
+    asyncio.run(run())
