@@ -223,11 +223,11 @@ def _encode(array: np.ndarray, alias: str) -> str:
     kind = array.dtype.kind
     if kind == "f":
         digits = 9 if array.dtype == np.float32 else 17
-        leaf = lambda v: format_float(float(v), digits)  # noqa: E731
+        leaf = lambda v: format_float(v, digits)  # noqa: E731
     elif kind == "b":
         leaf = lambda v: "true" if v else "false"  # noqa: E731
     elif kind in "iu":
-        leaf = lambda v: str(int(v))  # noqa: E731
+        leaf = str
     elif kind in "OSU":
         if alias.endswith("_bytes"):
             leaf = lambda v: json.dumps({"b64": base64.b64encode(_bytes(v)).decode()})  # noqa: E731
@@ -237,15 +237,19 @@ def _encode(array: np.ndarray, alias: str) -> str:
         raise invalid(f"Failed to write JSON value for tensor type: {array.dtype}")
 
     def walk(node):
-        if node.ndim == 0:
-            return leaf(node.item() if kind != "O" else node[()])
-        return "[" + ",".join(walk(child) for child in node) + "]"
+        if isinstance(node, list):
+            return "[" + ",".join(walk(child) for child in node) + "]"
+        return leaf(node)
 
-    return walk(array)
+    return walk(array.tolist())
 
 
 def _bytes(value) -> bytes:
     return value if isinstance(value, bytes) else str(value).encode("utf-8")
+
+
+def _row(array: np.ndarray, index: int) -> np.ndarray:
+    return np.asarray(array[index], dtype=array.dtype)
 
 
 def predict_response(outputs: Dict[str, np.ndarray], row_format: bool) -> str:
@@ -263,9 +267,9 @@ def predict_response(outputs: Dict[str, np.ndarray], row_format: bool) -> str:
         batch = array.shape[0]
     if len(outputs) == 1:
         (alias, array), = outputs.items()
-        rows = [_encode(array[i], alias) for i in range(batch)]
+        rows = [_encode(_row(array, i), alias) for i in range(batch)]
     else:
-        rows = ["{" + ",".join(f"{json.dumps(a)}: {_encode(v[i], a)}" for a, v in outputs.items()) + "}"
+        rows = ["{" + ",".join(f"{json.dumps(a)}: {_encode(_row(v, i), a)}" for a, v in outputs.items()) + "}"
                 for i in range(batch)]
     return '{"predictions": [' + ",".join(rows) + "]}"
 
