@@ -24,6 +24,21 @@ def eval_examples(config, limit: int = 200) -> list:
     return [record.numpy() for record in dataset]
 
 
+def example_rows(serialized, names) -> list:
+    """tf.Examples as the inspection software sends them: raw features by name, with missing
+    values left out and features the model does not take dropped."""
+    rows = []
+    for record in serialized:
+        row = {}
+        for name, feature in tf.train.Example.FromString(record).features.feature.items():
+            kind = feature.WhichOneof("kind")
+            values = list(getattr(feature, kind).value) if kind else []
+            if values and name in names:
+                row[name] = values[0].decode() if isinstance(values[0], bytes) else values[0]
+        rows.append(row)
+    return rows
+
+
 def pushed_versions(config) -> list:
     base = os.path.join(config.output.serving, config.name)
     return sorted(os.listdir(base)) if os.path.isdir(base) else []

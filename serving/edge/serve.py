@@ -21,8 +21,8 @@ class EdgeServable:
     """A published TFLite version. It answers under the SavedModel's raw-features signature
     name and under serving_default, so clients of the SavedModel server need no change."""
 
-    def __init__(self, name: str, model: runtime.EdgeModel):
-        self.name, self.version, self._model = name, model.version, model
+    def __init__(self, name: str, version: int, model: runtime.EdgeModel):
+        self.name, self.version, self._model = name, version, model
         inputs = {item["name"]: TensorInfo(item["name"], DTYPE_NAMES[item["dtype"]], item.get("shape", [-1]))
                   for item in model.inputs}
         outputs = {name: TensorInfo(name, "DT_FLOAT", [-1, -1]) for name in model.manifest["outputs"]}
@@ -35,7 +35,7 @@ class EdgeServable:
 
 def edge_loader(variant: str):
     def load(name: str, version: int, path: str) -> EdgeServable:
-        return EdgeServable(name, runtime.load(path, variant))
+        return EdgeServable(name, version, runtime.load(path, variant))
     return load
 
 

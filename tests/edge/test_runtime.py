@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from serving.edge import runtime
-from tests.helpers import eval_examples, pushed_versions
+from tests.helpers import eval_examples, example_rows, pushed_versions
 
 
 @pytest.fixture(scope="module")
@@ -22,22 +22,6 @@ def edge_base(taxi_run):
 @pytest.fixture(scope="module")
 def model(edge_base):
     return runtime.load_newest(edge_base)
-
-
-def _rows(serialized):
-    """tf.Examples as the inspection software would send them: missing values left out."""
-    import tensorflow as tf
-
-    rows = []
-    for record in serialized:
-        row = {}
-        for name, feature in tf.train.Example.FromString(record).features.feature.items():
-            kind = feature.WhichOneof("kind")
-            values = list(getattr(feature, kind).value) if kind else []
-            if values:
-                row[name] = values[0].decode() if isinstance(values[0], bytes) else values[0]
-        rows.append(row)
-    return rows
 
 
 def test_runtime_imports_and_predicts_without_tensorflow(edge_base, tmp_path):
@@ -58,7 +42,7 @@ def test_edge_scores_match_the_saved_model_with_unseen_and_missing_values(taxi_r
     import tensorflow as tf
 
     names = {item["name"] for item in model.inputs}
-    rows = [{k: v for k, v in row.items() if k in names} for row in _rows(eval_examples(taxi_run.config, limit=200))]
+    rows = example_rows(eval_examples(taxi_run.config, limit=200), names)
     for row in rows[::4]:
         row["payment_type"] = "Bitcoin"
         row.pop("company", None)
@@ -83,8 +67,7 @@ def test_bad_rows_are_refused_with_the_feature_named(model, row, message):
 
 
 def test_concurrent_requests_get_the_answers_of_sequential_ones(taxi_run, model):
-    rows = [{k: v for k, v in r.items() if k in {i["name"] for i in model.inputs}}
-            for r in _rows(eval_examples(taxi_run.config, limit=64))]
+    rows = example_rows(eval_examples(taxi_run.config, limit=64), {i["name"] for i in model.inputs})
     sequential = [model.predict([row]) for row in rows]
     with ThreadPoolExecutor(max_workers=8) as pool:
         concurrent = list(pool.map(lambda row: model.predict([row]), rows * 4))
