@@ -5,7 +5,9 @@ watching server can see a half-written version. Here the copy goes to a hidden t
 directory on the same filesystem and is renamed into place; servers ignore names that are
 not integers. Versions are Unix seconds, as TFX's, but always above the newest existing one.
 Pushing the model that is already the newest version (a re-run that re-blessed a cached
-model) publishes nothing new and reports that version."""
+model) publishes nothing new and reports that version. After a push, TF Serving's config files
+next to the model directories follow it (serving/model_config.py: the first version is `stable`,
+later ones `canary`)."""
 import hashlib
 import os
 import shutil
@@ -17,6 +19,8 @@ from tfx.components.pusher import executor as tfx_pusher_executor
 from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
+
+from serving.model_config import write_serving_configs
 
 
 def existing_versions(base_directory: str) -> List[int]:
@@ -69,6 +73,8 @@ class Executor(tfx_pusher_executor.Executor):
         base_directory = destination.filesystem.base_directory
 
         version = publish(model_dir, base_directory, time.time())
+        # Labels and version policy follow the push, so TF Serving polling models.config serves it.
+        write_serving_configs(os.path.dirname(base_directory), os.path.basename(base_directory), int(version))
         io_utils.copy_dir(model_dir, pushed_model.uri)
         self._MarkPushed(pushed_model, pushed_destination=os.path.join(base_directory, version),
                          pushed_version=version)
