@@ -3,6 +3,7 @@
 TFX's TFLiteRewriter ignores converter options, so the converter is called directly, with
 TFLite built-ins only: the LiteRT runtime on the device has no Flex (TensorFlow) ops."""
 import tensorflow as tf
+from tensorflow.lite.tools import flatbuffer_utils
 
 from trainer.export import SERVING_RAW
 
@@ -13,14 +14,30 @@ def _converter(saved_model_dir: str) -> tf.lite.TFLiteConverter:
     return converter
 
 
+def without_tensor_names(model: bytes) -> bytes:
+    """The model without its tensors' debug names (the TF op paths they came from; ~10% of the
+    taxi model's file). LiteRT reaches inputs and outputs through the signature, whose names stay."""
+    flat = flatbuffer_utils.convert_bytearray_to_object(bytearray(model))
+    for subgraph in flat.subgraphs:
+        for tensor in subgraph.tensors:
+            tensor.name = None
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(flat))
+
+
 def convert_float(saved_model_dir: str) -> bytes:
-    return _converter(saved_model_dir).convert()
+    return without_tensor_names(_converter(saved_model_dir).convert())
 
 
 def convert_quantized(saved_model_dir: str) -> bytes:
     """Dynamic-range quantization: int8 weights, float activations and float/string inputs.
-    Full-integer quantization would need int8 inputs, which string features and lookup tables
-    cannot be, and would add a representative-dataset pass for no size gain on the weights."""
+
+    Measured on the taxi model: full-integer quantization (representative rows from the training
+    split, float fallback for the string lookups) loses 0.012-0.014 AUC, over the 0.005 the parity
+    check allows (also with the bucket comparisons and z-scores left in float), for a file only 5%
+    smaller; float16 is larger. Weights under 1,024 elements (the embeddings) stay float: TF 2.16's
+    converter does not expose that threshold.
+    The quantized file stays well above 1/4 of the float one: int8 weights are exactly 1/4 of
+    float32 ones, and the graph and the vocabularies are the same size in both files."""
     converter = _converter(saved_model_dir)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    return converter.convert()
+    return without_tensor_names(converter.convert())
