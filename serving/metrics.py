@@ -1,5 +1,6 @@
 """Prometheus metrics in TF Serving's exposition: names are TF metric paths with `/` turned
 into `:`, one `# TYPE` line per metric and no `# HELP` lines, latencies in microseconds."""
+import bisect
 import threading
 from collections import defaultdict
 from typing import Dict, List, Tuple
@@ -35,7 +36,7 @@ class Metrics:
         with self._lock:
             _, series = self._histograms.setdefault(name, (buckets, {}))
             counts = series.setdefault(tuple(labels.items()), [0] * (len(buckets) + 1) + [0.0])
-            index = next((i for i, limit in enumerate(buckets) if value <= limit), len(buckets))
+            index = bisect.bisect_left(buckets, value)
             counts[index] += 1
             counts[-1] += value
 

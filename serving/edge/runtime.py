@@ -47,6 +47,31 @@ class EdgeModel:
             return {name: np.array(value) for name, value in self._runner(**columns).items()}
 
 
+class _AllocatedRunner:
+    """Calls one signature with set_tensor/invoke, resizing and re-allocating tensors only when
+    the batch size changes. LiteRT's SignatureRunner re-allocates on every call, which is ~80 us
+    of a ~100 us single-example call for the taxi model."""
+
+    def __init__(self, interpreter: Interpreter, signature: str):
+        runner = interpreter.get_signature_runner(signature)
+        self._inputs = {name: d["index"] for name, d in runner.get_input_details().items()}
+        self._outputs = {name: d["index"] for name, d in runner.get_output_details().items()}
+        self._interpreter = interpreter
+        self._batch_size = None
+
+    def __call__(self, **columns: np.ndarray) -> Dict[str, np.ndarray]:
+        batch_size = len(next(iter(columns.values())))
+        if batch_size != self._batch_size:
+            for index in self._inputs.values():
+                self._interpreter.resize_tensor_input(index, [batch_size])
+            self._interpreter.allocate_tensors()
+            self._batch_size = batch_size
+        for name, value in columns.items():
+            self._interpreter.set_tensor(self._inputs[name], value)
+        self._interpreter.invoke()
+        return {name: self._interpreter.get_tensor(index) for name, index in self._outputs.items()}
+
+
 def _sha256(path: str) -> str:
     with open(path, "rb") as handle:
         return hashlib.sha256(handle.read()).hexdigest()
@@ -65,7 +90,7 @@ def load(directory: str, variant: str = "float") -> EdgeModel:
             raise EdgeModelError(f"{path}: sha256 does not match the manifest; refusing this version")
     try:
         interpreter = Interpreter(model_path=os.path.join(directory, VARIANTS[variant]))
-        runner = interpreter.get_signature_runner(manifest["signature"])
+        runner = _AllocatedRunner(interpreter, manifest["signature"])
     except (ValueError, RuntimeError) as error:
         raise EdgeModelError(f"{directory}: LiteRT cannot load {VARIANTS[variant]}: {error}") from None
     return EdgeModel(int(manifest["version"]), manifest, runner)

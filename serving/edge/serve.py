@@ -11,6 +11,7 @@ from typing import Dict
 import numpy as np
 
 from serving.edge import runtime
+from serving.errors import invalid
 from serving.registry import ModelRegistry, ModelSpec
 from serving.servable import DEFAULT_SIGNATURE, DTYPE_NAMES, SignatureInfo, TensorInfo
 
@@ -30,7 +31,14 @@ class EdgeServable:
         self.signatures = {DEFAULT_SIGNATURE: signature, model.manifest["signature"]: signature}
 
     def run(self, signature_name: str, inputs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
-        return self._model.run_columns(inputs)
+        sizes = {name: value.shape for name, value in inputs.items()}
+        if any(len(shape) != 1 for shape in sizes.values()) or len({s[0] for s in sizes.values()}) != 1:
+            raise invalid(f"every input must be a list of one value per example, all of the same length; got shapes "
+                          f"{ {name: list(shape) for name, shape in sorted(sizes.items())} }")
+        try:
+            return self._model.run_columns(inputs)
+        except ValueError as error:
+            raise invalid(str(error)) from None
 
 
 def edge_loader(variant: str):

@@ -83,6 +83,14 @@ def test_bad_requests_get_tf_serving_errors_and_the_server_keeps_serving(taxi_ru
     assert requests.post(url + ":predict", data="{oops").status_code == 400
 
 
+def test_inputs_of_the_wrong_rank_are_refused(taxi_run, device):
+    base, url, _ = device
+    model, rows = _rows(taxi_run, base, limit=2)
+    columns = {item["name"]: [[row[item["name"]]] for row in rows] for item in model.inputs}
+    response = requests.post(url + ":predict", json={"inputs": columns})
+    assert response.status_code == 400 and "one value per example" in response.json()["error"]
+
+
 def _publish_copy(base, source_version, version, corrupt=False):
     staging = base / f".incoming-{version}"
     shutil.copytree(base / str(source_version), staging)
