@@ -3,7 +3,7 @@ into `:`, one `# TYPE` line per metric and no `# HELP` lines, latencies in micro
 import bisect
 import threading
 from collections import defaultdict
-from typing import Dict, List, Tuple
+from typing import Dict, Iterable, List, Tuple
 
 # TF Serving's request latency buckets: 10 * 1.8^i microseconds, 33 of them.
 LATENCY_BUCKETS = [10 * 1.8 ** i for i in range(33)]
@@ -36,24 +36,50 @@ class Metrics:
         with self._lock:
             _, series = self._histograms.setdefault(name, (buckets, {}))
             counts = series.setdefault(tuple(labels.items()), [0] * (len(buckets) + 1) + [0.0])
-            index = bisect.bisect_left(buckets, value)
-            counts[index] += 1
+            counts[bisect.bisect_left(buckets, value)] += 1
             counts[-1] += value
 
-    def exposition(self) -> str:
-        lines = []
+    def snapshot(self) -> dict:
+        """Plain data (JSON-able) that `merge` can add up across worker processes."""
         with self._lock:
-            for name, series in sorted(self._counters.items()):
-                lines.append(f"# TYPE {name} counter")
-                lines += [f"{name}{_labels(labels)} {value:g}" for labels, value in sorted(series.items())]
-            for name, (buckets, series) in sorted(self._histograms.items()):
-                lines.append(f"# TYPE {name} histogram")
-                for labels, counts in sorted(series.items()):
-                    cumulative = 0
-                    for limit, count in zip(buckets + [float("inf")], counts[:-1]):
-                        cumulative += count
-                        le = "+Inf" if limit == float("inf") else f"{limit:g}"
-                        lines.append(f"{name}_bucket{_labels(labels + (('le', le),))} {cumulative}")
-                    lines.append(f"{name}_sum{_labels(labels)} {counts[-1]:g}")
-                    lines.append(f"{name}_count{_labels(labels)} {cumulative}")
-        return "\n".join(lines) + "\n"
+            return {"counters": {name: [[list(map(list, labels)), value] for labels, value in series.items()]
+                                 for name, series in self._counters.items()},
+                    "histograms": {name: [buckets, [[list(map(list, labels)), list(counts)]
+                                                    for labels, counts in series.items()]]
+                                   for name, (buckets, series) in self._histograms.items()}}
+
+    def exposition(self, others: Iterable[dict] = ()) -> str:
+        return exposition(merge([self.snapshot(), *others]))
+
+
+def merge(snapshots: Iterable[dict]) -> dict:
+    counters: Dict[str, Dict[tuple, float]] = defaultdict(lambda: defaultdict(float))
+    histograms: Dict[str, Tuple[List[float], Dict[tuple, list]]] = {}
+    for snapshot in snapshots:
+        for name, series in snapshot["counters"].items():
+            for labels, value in series:
+                counters[name][tuple(map(tuple, labels))] += value
+        for name, (buckets, series) in snapshot["histograms"].items():
+            _, merged = histograms.setdefault(name, (buckets, {}))
+            for labels, counts in series:
+                total = merged.setdefault(tuple(map(tuple, labels)), [0] * len(counts))
+                merged[tuple(map(tuple, labels))] = [a + b for a, b in zip(total, counts)]
+    return {"counters": counters, "histograms": histograms}
+
+
+def exposition(merged: dict) -> str:
+    lines = []
+    for name, series in sorted(merged["counters"].items()):
+        lines.append(f"# TYPE {name} counter")
+        lines += [f"{name}{_labels(labels)} {value:g}" for labels, value in sorted(series.items())]
+    for name, (buckets, series) in sorted(merged["histograms"].items()):
+        lines.append(f"# TYPE {name} histogram")
+        for labels, counts in sorted(series.items()):
+            cumulative = 0
+            for limit, count in zip(buckets + [float("inf")], counts[:-1]):
+                cumulative += count
+                le = "+Inf" if limit == float("inf") else f"{limit:g}"
+                lines.append(f"{name}_bucket{_labels(labels + (('le', le),))} {cumulative}")
+            lines.append(f"{name}_sum{_labels(labels)} {counts[-1]:g}")
+            lines.append(f"{name}_count{_labels(labels)} {cumulative}")
+    return "\n".join(lines) + "\n"

@@ -6,7 +6,7 @@ import hmac
 import json
 import re
 import time
-from typing import Optional
+from typing import Callable, List, Optional
 from urllib.parse import unquote
 
 from aiohttp import web
@@ -28,8 +28,10 @@ HEALTH_PATHS = ("/healthz", "/readyz")
 
 class RestOptions:
     def __init__(self, monitoring_path: Optional[str] = None, auth_token: Optional[str] = None,
-                 max_request_bytes: int = 64 << 20, timeout_seconds: float = 30.0, cors: bool = False):
+                 max_request_bytes: int = 64 << 20, timeout_seconds: float = 30.0, cors: bool = False,
+                 peer_metrics: Optional[Callable[[], List[dict]]] = None):
         self.monitoring_path, self.auth_token = monitoring_path, auth_token
+        self.peer_metrics = peer_metrics or (lambda: [])
         self.max_request_bytes, self.timeout_seconds, self.cors = max_request_bytes, timeout_seconds, cors
 
 
@@ -67,7 +69,8 @@ class _Handler:
         if self.options.monitoring_path and request.path == self.options.monitoring_path:
             if path != self.options.monitoring_path:
                 return web.Response(status=400, text=f"Unexpected path: {path}")
-            return web.Response(text=self.service.metrics.exposition(), content_type="text/plain")
+            return web.Response(text=self.service.metrics.exposition(self.options.peer_metrics()),
+                                content_type="text/plain")
         if path in HEALTH_PATHS:
             ready = path == "/healthz" or self.service.registry.ready()
             return web.json_response({"status": "ok" if ready else "no model version is available yet"},

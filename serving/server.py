@@ -2,12 +2,17 @@
 for machines where the TF Serving binary can't run."""
 import argparse
 import asyncio
+import json
 import logging
 import os
+import shutil
 import signal
 import ssl
+import subprocess
 import sys
+import tempfile
 import threading
+import time
 from typing import List, Optional
 
 from serving.registry import ModelRegistry, ModelSpec
@@ -59,6 +64,9 @@ def build_parser(prog: str = "tfxline serve") -> argparse.ArgumentParser:
     extra.add_argument("--request_log_dir", help="write a sample of served requests here, for drift monitoring")
     extra.add_argument("--request_log_sample_rate", type=float, default=0.01, help="share of requests logged")
     extra.add_argument("--request_log_max_bytes", type=int, default=16 << 20, help="rotate log files at this size")
+    extra.add_argument("--workers", type=int, default=1,
+                       help="server processes sharing the ports (SO_REUSEPORT), one per core: Python runs one "
+                            "request at a time per process, where TF Serving's C++ uses every core")
     extra.add_argument("--verbose", action="store_true", help="show TensorFlow's own logs")
     return parser
 
@@ -111,8 +119,38 @@ def _tls(args) -> Optional[ssl.SSLContext]:
     return context
 
 
+# Set in worker processes: "<index>:<metrics directory>".
+WORKER_ENV = "TFXLINE_SERVE_WORKER"
+
+
+def supervise(argv: List[str], workers: int) -> int:
+    """Starts `workers` server processes on the same ports and stops them all when one exits
+    (so the orchestrator restarts a whole, healthy server) or on SIGTERM/SIGINT."""
+    metrics_dir = tempfile.mkdtemp(prefix="tfxline-serve-metrics-")
+    children = [subprocess.Popen([sys.executable, "-m", "serving.server", *argv],
+                                 env={**os.environ, WORKER_ENV: f"{index}:{metrics_dir}"}) for index in range(workers)]
+    stopping = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopping.set())
+    code = 0
+    while not stopping.wait(0.5):
+        exited = next((child for child in children if child.poll() is not None), None)
+        if exited is not None:
+            code = exited.returncode or 1
+            log.error("a server process exited with %s; stopping the others", exited.returncode)
+            break
+    for child in children:
+        if child.poll() is None:
+            child.terminate()
+    for child in children:
+        child.wait()
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    return code
+
+
 def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(argv)
     if not args.verbose:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s tfxline serve: %(message)s", stream=sys.stderr)
@@ -127,6 +165,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         options = _server_options(args)
     except (ValueError, OSError) as error:
         raise fail(str(error))
+    if args.workers > 1 and WORKER_ENV not in os.environ:
+        return supervise(argv, args.workers)
 
     from serving.saved_model import load_saved_model
     import tensorflow as tf
@@ -172,6 +212,34 @@ def _server_options(args) -> dict:
     return options
 
 
+def _share_metrics(metrics, index: str, directory: str):
+    """Each worker publishes its metrics every second; the one that answers a scrape adds up
+    the others', so Prometheus sees the whole server whichever process it reaches."""
+    own = os.path.join(directory, f"worker-{index}.json")
+
+    def publish_forever():
+        while True:
+            staging = own + ".tmp"
+            with open(staging, "w") as handle:
+                json.dump(metrics.snapshot(), handle)
+            os.replace(staging, own)
+            time.sleep(1)
+
+    def peers():
+        snapshots = []
+        for name in os.listdir(directory):
+            if name.endswith(".json") and os.path.join(directory, name) != own:
+                try:
+                    with open(os.path.join(directory, name)) as handle:
+                        snapshots.append(json.load(handle))
+                except (OSError, ValueError):
+                    continue  # a worker that is starting or gone
+        return snapshots
+
+    threading.Thread(target=publish_forever, name="metrics-share", daemon=True).start()
+    return peers
+
+
 async def serve(args, registry: ModelRegistry, options: dict) -> None:
     from aiohttp import web
 
@@ -197,13 +265,18 @@ async def serve(args, registry: ModelRegistry, options: dict) -> None:
     if args.file_system_poll_wait_seconds > 0 or args.model_config_file_poll_wait_seconds > 0:
         watcher.start()
 
+    worker = os.environ.get(WORKER_ENV)
+    peers = None
+    if worker is not None:
+        peers = _share_metrics(service.metrics, *worker.split(":", 1))
     runner = None
     if args.rest_api_port:
         app = build_app(service, RestOptions(options["monitoring_path"], options["auth_token"], args.max_request_bytes,
-                                             args.rest_api_timeout_in_ms / 1000, args.rest_api_enable_cors_support))
+                                             args.rest_api_timeout_in_ms / 1000, args.rest_api_enable_cors_support,
+                                             peers))
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        await web.TCPSite(runner, "0.0.0.0", args.rest_api_port, ssl_context=tls).start()
+        await web.TCPSite(runner, "0.0.0.0", args.rest_api_port, ssl_context=tls, reuse_port=worker is not None).start()
         log.info("Exporting HTTP/REST API at:localhost:%d ...", args.rest_api_port)
     grpc_server = None
     if args.port:

@@ -2,6 +2,8 @@
 expected bodies, status codes and messages are the ones TF Serving documents and tests."""
 import gzip
 import json
+import re
+import time
 
 import pytest
 import requests
@@ -233,3 +235,27 @@ def test_builder_makes_distinct_versions(tmp_path):
     x = tf.constant([[1.0]])
     assert float(one.signatures["serving_default"](x=x)["y"]) == 2.5
     assert float(two.signatures["serving_default"](x=x)["y"]) == 3.5
+
+
+def test_worker_processes_share_the_port_and_report_metrics_together(half_plus_models, tmp_path):
+    monitoring = tmp_path / "monitoring.config"
+    monitoring.write_text('prometheus_config { enable: true, path: "/monitoring/prometheus/metrics" }\n')
+    server = Server([f"--model_base_path={half_plus_models}", "--model_name=half_plus_two", "--workers=2",
+                     f"--monitoring_config_file={monitoring}"], tmp_path)
+    try:
+        server.wait_ready("/v1/models/half_plus_two")
+        import psutil
+
+        assert len(psutil.Process(server.process.pid).children()) == 2
+        sessions = [requests.Session() for _ in range(8)]  # separate connections reach both workers
+        for index in range(200):
+            response = sessions[index % 8].post(server.url + "/v1/models/half_plus_two:predict",
+                                                json={"instances": [[1.0]]}, timeout=30)
+            assert response.status_code == 200
+        time.sleep(2.5)  # workers publish their metrics every second
+        counted = [requests.get(server.url + "/monitoring/prometheus/metrics", timeout=10).text for _ in range(6)]
+        pattern = re.compile(r':tensorflow:serving:request_count\{model_name="half_plus_two",status="OK"\} (\d+)')
+        assert all(int(pattern.search(text).group(1)) >= 200 for text in counted)
+    finally:
+        server.stop()
+    assert server.process.returncode == 0
