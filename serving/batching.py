@@ -44,7 +44,9 @@ class Batcher:
         self._running = 0
         self._timer = None
 
-    async def submit(self, inputs: Arrays) -> Arrays:
+    def submit(self, inputs: Arrays) -> asyncio.Future:
+        """Queues one request; its future gets the request's own slice of the batch's outputs.
+        A request that can't be queued raises ServingError at once."""
         size = _batch_size(inputs)
         limit = self._options.max_batch_size
         if size > limit:
@@ -57,7 +59,7 @@ class Batcher:
         self._queue.append(task)
         self._queued_examples += size
         self._dispatch()
-        return await task.future
+        return task.future
 
     def _dispatch(self) -> None:
         if self._timer is not None:

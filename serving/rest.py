@@ -1,7 +1,6 @@
-"""TF Serving's REST API (`/v1/models/...`) on aiohttp: the same URLs, JSON, status codes and
-error messages, plus Prometheus metrics, health probes, an optional bearer token and a body
-size limit. Runtime-independent: the edge server uses it with LiteRT servables."""
-import asyncio
+"""TF Serving's REST API (`/v1/models/...`): the same URLs, JSON, status codes and error
+messages, plus Prometheus metrics, health probes, an optional bearer token and a body size
+limit. Runtime-independent: the edge server uses it with LiteRT servables."""
 import hmac
 import json
 import re
@@ -9,10 +8,9 @@ import time
 from typing import Callable, List, Optional
 from urllib.parse import unquote
 
-from aiohttp import web
-
 from serving import tensor_json
 from serving.errors import ServingError, invalid
+from serving.http import Request, Response, start_http_server
 from serving.inference import InferenceService, serialize_examples, status_error
 from serving.metrics import LATENCY_BUCKETS, REQUEST_COUNT, REQUEST_LATENCY, VERSION_LATENCY
 
@@ -35,10 +33,12 @@ class RestOptions:
         self.max_request_bytes, self.timeout_seconds, self.cors = max_request_bytes, timeout_seconds, cors
 
 
-def _json_response(status: int, body: str, cors: bool) -> web.Response:
-    headers = {"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Methods": "POST, GET",
-               "Access-Control-Allow-Headers": "Content-Type"} if cors else None
-    return web.Response(status=status, text=body, content_type="application/json", headers=headers)
+CORS_HEADERS = [("Access-Control-Allow-Origin", "*"), ("Access-Control-Allow-Methods", "POST, GET"),
+                ("Access-Control-Allow-Headers", "Content-Type")]
+
+
+def _json_response(status: int, body: str, cors: bool) -> Response:
+    return Response(status, body.encode(), headers=CORS_HEADERS if cors else [])
 
 
 def _error_body(error: ServingError) -> str:
@@ -53,33 +53,40 @@ def _version(text: Optional[str]) -> Optional[int]:
     return int(text)
 
 
-def build_app(service: InferenceService, options: RestOptions) -> web.Application:
+async def start_rest_server(service: InferenceService, options: RestOptions, port: int, tls=None,
+                            reuse_port: bool = False):
     handler = _Handler(service, options)
-    app = web.Application(client_max_size=options.max_request_bytes)
-    app.router.add_route("*", "/{tail:.*}", handler.handle)
-    return app
+    return await start_http_server(handler.handle, "0.0.0.0", port, options.max_request_bytes, handler.too_large,
+                                   tls, reuse_port)
 
 
 class _Handler:
     def __init__(self, service: InferenceService, options: RestOptions):
         self.service, self.options = service, options
 
-    async def handle(self, request: web.Request) -> web.Response:
-        path = request.raw_path
-        if self.options.monitoring_path and request.path == self.options.monitoring_path:
+    def too_large(self, size: int) -> Response:
+        error = ServingError("INVALID_ARGUMENT",
+                             f"Request body of {size} bytes is larger than the server's limit of "
+                             f"{self.options.max_request_bytes} bytes (--max_request_bytes); send fewer instances "
+                             "per request")
+        self.service.metrics.count(REQUEST_COUNT, model_name="", status=error.code)
+        return Response(413, _error_body(error).encode())
+
+    async def handle(self, request: Request) -> Response:
+        path = request.path
+        if self.options.monitoring_path and path.split("?", 1)[0] == self.options.monitoring_path:
             if path != self.options.monitoring_path:
-                return web.Response(status=400, text=f"Unexpected path: {path}")
-            return web.Response(text=self.service.metrics.exposition(self.options.peer_metrics()),
-                                content_type="text/plain")
+                return Response(400, f"Unexpected path: {path}".encode(), "text/plain")
+            return Response(200, self.service.metrics.exposition(self.options.peer_metrics()).encode(), "text/plain")
         if path in HEALTH_PATHS:
             ready = path == "/healthz" or self.service.registry.ready()
-            return web.json_response({"status": "ok" if ready else "no model version is available yet"},
-                                     status=200 if ready else 503)
+            body = json.dumps({"status": "ok" if ready else "no model version is available yet"})
+            return Response(200 if ready else 503, body.encode())
         if not V1_PATH.fullmatch(path):
-            return web.Response(status=404, text="Not Found")
+            return Response(404, b"Not Found", "text/plain")
         if request.method == "OPTIONS":
-            origin = request.headers.get("Origin", "")
-            return web.Response(status=200 if re.match(r"https?://", origin) else 400)
+            origin = request.headers.get("origin", "")
+            return Response(200 if re.match(r"https?://", origin) else 400, b"", None)
         if self.options.auth_token is not None and not self._authorized(request):
             return _json_response(401, _error_body(ServingError(
                 "UNAUTHENTICATED", "Missing or wrong bearer token: send 'Authorization: Bearer <token>'")),
@@ -96,9 +103,8 @@ class _Handler:
                 model_name, api = unquote(post.group(1)), post.group(4).lower()
                 if post.group(4) != api:
                     raise invalid(f"Malformed request: {method} {path}")
-                body = await request.read()
                 coroutine = self._infer(api, model_name, _version(post.group(2)),
-                                        unquote(post.group(3)) if post.group(3) else None, body)
+                                        unquote(post.group(3)) if post.group(3) else None, request.body)
             else:
                 model_name = unquote(get.group(1)) if get.group(1) else ""
                 if not model_name:
@@ -108,16 +114,8 @@ class _Handler:
                     coroutine = self._metadata(model_name, _version(get.group(2)), label)
                 else:
                     coroutine = self._status(model_name, _version(get.group(2)))
-            body, version = await asyncio.wait_for(coroutine, self.options.timeout_seconds)
+            body, version = await coroutine
             status, code = 200, "OK"
-        except web.HTTPRequestEntityTooLarge:
-            error = ServingError("INVALID_ARGUMENT",
-                                 f"Request body is larger than the server's limit of {self.options.max_request_bytes} "
-                                 "bytes (--max_request_bytes); send fewer instances per request")
-            body, status, code = _error_body(error), 413, error.code
-        except asyncio.TimeoutError:
-            error = ServingError("DEADLINE_EXCEEDED", "Request timed out (--rest_api_timeout_in_ms)")
-            body, status, code = _error_body(error), error.http_status, error.code
         except Exception as raised:  # every failure becomes a JSON error; the server keeps serving
             error = status_error(raised)
             body, status, code = _error_body(error), error.http_status, error.code
@@ -131,8 +129,8 @@ class _Handler:
                         status=code)
         return _json_response(status, body, self.options.cors)
 
-    def _authorized(self, request: web.Request) -> bool:
-        sent = request.headers.get("Authorization", "")
+    def _authorized(self, request: Request) -> bool:
+        sent = request.headers.get("authorization", "")
         return hmac.compare_digest(sent.encode(), f"Bearer {self.options.auth_token}".encode())
 
     async def _infer(self, api: str, name: str, version: Optional[int], label: Optional[str], body: bytes):
@@ -144,17 +142,17 @@ class _Handler:
             servable = self.service.resolve(name, version, label)
             key, signature = self.service.predict_signature(servable, signature_name)
             inputs, row_format = tensor_json.predict_inputs(request, key, signature)
-            outputs = await self.service.run(servable, key, inputs)
+            outputs = await self.service.run(servable, key, inputs, timeout=self.options.timeout_seconds)
             return tensor_json.predict_response(outputs, row_format), str(servable.version)
         examples, context = tensor_json.example_features(request, api)
         servable = self.service.resolve(name, version, label)
         serialized = serialize_examples(examples, context)
         if api == "classify":
-            results = await self.service.classify(servable, signature_name, serialized)
+            results = await self.service.classify(servable, signature_name, serialized, self.options.timeout_seconds)
             body = "[" + ",".join("[" + ",".join(f"[{json.dumps(label)}, {tensor_json.format_float(score, 9)}]"
                                                  for label, score in row) + "]" for row in results) + "]"
         else:
-            results = await self.service.regress(servable, signature_name, serialized)
+            results = await self.service.regress(servable, signature_name, serialized, self.options.timeout_seconds)
             body = "[" + ",".join(tensor_json.format_float(value, 9) for value in results) + "]"
         return '{"results": ' + body + "}", str(servable.version)
 

@@ -241,11 +241,9 @@ def _share_metrics(metrics, index: str, directory: str):
 
 
 async def serve(args, registry: ModelRegistry, options: dict) -> None:
-    from aiohttp import web
-
     from serving.inference import InferenceService
     from serving.metrics import Metrics
-    from serving.rest import RestOptions, build_app
+    from serving.rest import RestOptions, start_rest_server
 
     request_log = None
     if args.request_log_dir:
@@ -269,14 +267,12 @@ async def serve(args, registry: ModelRegistry, options: dict) -> None:
     peers = None
     if worker is not None:
         peers = _share_metrics(service.metrics, *worker.split(":", 1))
-    runner = None
+    rest_server = None
     if args.rest_api_port:
-        app = build_app(service, RestOptions(options["monitoring_path"], options["auth_token"], args.max_request_bytes,
-                                             args.rest_api_timeout_in_ms / 1000, args.rest_api_enable_cors_support,
-                                             peers))
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "0.0.0.0", args.rest_api_port, ssl_context=tls, reuse_port=worker is not None).start()
+        rest_options = RestOptions(options["monitoring_path"], options["auth_token"], args.max_request_bytes,
+                                   args.rest_api_timeout_in_ms / 1000, args.rest_api_enable_cors_support, peers)
+        rest_server = await start_rest_server(service, rest_options, args.rest_api_port, tls,
+                                              reuse_port=worker is not None)
         log.info("Exporting HTTP/REST API at:localhost:%d ...", args.rest_api_port)
     grpc_server = None
     if args.port:
@@ -295,8 +291,8 @@ async def serve(args, registry: ModelRegistry, options: dict) -> None:
     stop.set()
     if grpc_server is not None:
         await grpc_server.stop(grace=5)
-    if runner is not None:
-        await runner.cleanup()
+    if rest_server is not None:
+        rest_server.close()
 
 
 if __name__ == "__main__":

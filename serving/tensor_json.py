@@ -5,7 +5,8 @@ import base64
 import binascii
 import json
 import math
-from typing import Dict, List, Tuple
+import struct
+from typing import Callable, Dict, List, Tuple
 
 import numpy as np
 
@@ -17,6 +18,7 @@ INT_RANGES = {
     "DT_INT32": (-(2 ** 31), 2 ** 31 - 1), "DT_UINT8": (-(2 ** 31), 2 ** 31 - 1),
     "DT_INT64": (-(2 ** 63), 2 ** 63 - 1), "DT_UINT32": (0, 2 ** 32 - 1), "DT_UINT64": (0, 2 ** 64 - 1),
 }
+_FLOAT32 = struct.Struct("f")
 _JSON_TYPES = {dict: "Object", list: "Array", str: "String", bool: "Bool", type(None): "Null"}
 
 
@@ -248,20 +250,25 @@ def _columnar_inputs(inputs, signature: SignatureInfo) -> Dict[str, np.ndarray]:
     return tensors
 
 
+def _as_float32(value: float) -> float:
+    return _FLOAT32.unpack(_FLOAT32.pack(value))[0]
+
+
 def format_float(value: float, digits: int) -> str:
     if math.isnan(value):
         return "NaN"
     if math.isinf(value):
         return "Infinity" if value > 0 else "-Infinity"
     text = f"{value:.6g}"
-    if float(np.float32(text) if digits == 9 else float(text)) != value:
+    if (_as_float32(float(text)) if digits == 9 else float(text)) != value:
         text = f"{value:.{digits}g}"
     return text if ("." in text or "e" in text) else text + ".0"
 
 
-def _encode(array: np.ndarray, alias: str) -> str:
-    """An array as TF Serving writes it: ints as numbers, floats with `.0` on whole values,
-    NaN/Infinity as bare tokens, strings raw or as {"b64": ...} when the alias ends in _bytes."""
+def _encoder(array: np.ndarray, alias: str) -> Callable[[object], str]:
+    """How TF Serving writes the values of `array` (as nested lists from tolist()): ints as
+    numbers, floats with `.0` on whole values, NaN/Infinity as bare tokens, strings raw or as
+    {"b64": ...} when the alias ends in _bytes."""
     kind = array.dtype.kind
     if kind == "f":
         digits = 9 if array.dtype == np.float32 else 17
@@ -283,15 +290,15 @@ def _encode(array: np.ndarray, alias: str) -> str:
             return "[" + ",".join(walk(child) for child in node) + "]"
         return leaf(node)
 
-    return walk(array.tolist())
+    return walk
+
+
+def _encode(array: np.ndarray, alias: str) -> str:
+    return _encoder(array, alias)(array.tolist())
 
 
 def _bytes(value) -> bytes:
     return value if isinstance(value, bytes) else str(value).encode("utf-8")
-
-
-def _row(array: np.ndarray, index: int) -> np.ndarray:
-    return np.asarray(array[index], dtype=array.dtype)
 
 
 def predict_response(outputs: Dict[str, np.ndarray], row_format: bool) -> str:
@@ -307,11 +314,12 @@ def predict_response(outputs: Dict[str, np.ndarray], row_format: bool) -> str:
         if batch is not None and array.shape[0] != batch:
             raise invalid(f"Tensor name: {alias} has inconsistent batch size: {array.shape[0]} expecting: {batch}")
         batch = array.shape[0]
+    encoded = {alias: [encode(row) for row in array.tolist()]
+               for alias, array in outputs.items() for encode in [_encoder(array, alias)]}
     if len(outputs) == 1:
-        (alias, array), = outputs.items()
-        rows = [_encode(_row(array, i), alias) for i in range(batch)]
+        rows = next(iter(encoded.values()))
     else:
-        rows = ["{" + ",".join(f"{json.dumps(a)}: {_encode(_row(v, i), a)}" for a, v in outputs.items()) + "}"
+        rows = ["{" + ",".join(f"{json.dumps(a)}: {values[i]}" for a, values in encoded.items()) + "}"
                 for i in range(batch)]
     return '{"predictions": [' + ",".join(rows) + "]}"
 

@@ -49,11 +49,9 @@ def edge_loader(variant: str):
 
 def serve(edge_dir: str, model_name: str, port: int, variant: str, poll_seconds: float,
           auth_token: str = None, max_request_bytes: int = 16 << 20) -> None:
-    from aiohttp import web
-
     from serving.inference import InferenceService
     from serving.metrics import Metrics
-    from serving.rest import RestOptions, build_app
+    from serving.rest import RestOptions, start_rest_server
 
     registry = ModelRegistry(edge_loader(variant), fall_back_to_older=True)
     registry.configure([ModelSpec(model_name, os.path.abspath(os.path.join(edge_dir, model_name)))])
@@ -65,16 +63,14 @@ def serve(edge_dir: str, model_name: str, port: int, variant: str, poll_seconds:
     threading.Thread(target=registry.watch, args=(poll_seconds, stop), name="version-watcher", daemon=True).start()
 
     async def run():
-        runner = web.AppRunner(build_app(service, RestOptions("/monitoring/prometheus/metrics", auth_token,
-                                                              max_request_bytes)), access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "0.0.0.0", port).start()
+        server = await start_rest_server(service, RestOptions("/monitoring/prometheus/metrics", auth_token,
+                                                              max_request_bytes), port)
         log.info("serving %s (%s TFLite) on REST port %d", model_name, variant, port)
         finished = asyncio.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
             asyncio.get_running_loop().add_signal_handler(signum, finished.set)
         await finished.wait()
         stop.set()
-        await runner.cleanup()
+        server.close()
 
     asyncio.run(run())

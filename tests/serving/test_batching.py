@@ -42,9 +42,14 @@ def test_oversize_requests_and_a_full_queue_are_refused(servable):
         queue = batcher(servable, [], max_batch_size=4, batch_timeout_micros=50000, max_enqueued_batches=2,
                         num_batch_threads=1)
         with pytest.raises(ServingError) as oversize:
-            await queue.submit(x(*range(5)))
-        tasks = [asyncio.ensure_future(queue.submit(x(1.0, 2.0))) for _ in range(10)]
-        results = await asyncio.gather(*tasks, return_exceptions=True)
+            queue.submit(x(*range(5)))
+        queued = []
+        for _ in range(10):
+            try:
+                queued.append(queue.submit(x(1.0, 2.0)))
+            except ServingError as refused:
+                queued.append(refused)
+        results = [item if isinstance(item, ServingError) else await item for item in queued]
         return oversize.value, results
 
     oversize, results = asyncio.run(run())

@@ -259,3 +259,17 @@ def test_worker_processes_share_the_port_and_report_metrics_together(half_plus_m
     finally:
         server.stop()
     assert server.process.returncode == 0
+
+
+def test_a_request_over_the_rest_timeout_gets_504_and_the_server_keeps_serving(half_plus_models, tmp_path):
+    server = Server([f"--model_base_path={half_plus_models}", "--model_name=half_plus_two",
+                     "--rest_api_timeout_in_ms=1"], tmp_path)
+    try:
+        server.wait_ready("/healthz")
+        slow = post(server, "/v1/models/half_plus_two:predict", {"instances": [[1.0]] * 300_000})
+        assert slow.status_code == 504 and "timed out" in slow.json()["error"]
+        quick = post(server, "/v1/models/half_plus_two/metadata", "")
+        assert quick.status_code == 400  # a POST to a GET path: still answered
+        assert requests.get(server.url + "/v1/models/half_plus_two", timeout=10).status_code == 200
+    finally:
+        server.stop()
