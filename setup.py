@@ -25,7 +25,7 @@ setup(
         "pydantic>=2,<3",
         "PyYAML>=6",
         "grpcio",
-        "aiohttp>=3.9",
+        "httptools>=0.6",
     ],
     extras_require={
         "test": ["pytest"],
