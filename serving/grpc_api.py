@@ -56,6 +56,7 @@ class _Base:
     async def _call(self, api: str, request, context, work):
         started = time.perf_counter()
         name, version = request.model_spec.name, ""
+        code = "CANCELLED"  # what is counted if the client goes away mid-call
         try:
             response, version = await work()
             code = "OK"
