@@ -1,6 +1,7 @@
 """Dynamic batching of concurrent requests, with TF Serving's batching parameters: requests
 for the same version and signature queue up and run as one call of up to `max_batch_size`
-examples, after at most `batch_timeout_micros`; `num_batch_threads` batches run at once; a full
+examples, after at most `batch_timeout_micros` (at once when no batch is running, unlike TF
+Serving, which waits the timeout even when idle); `num_batch_threads` batches run at once; a full
 queue answers UNAVAILABLE (503) instead of letting latency grow without bound."""
 import asyncio
 import dataclasses
@@ -68,7 +69,9 @@ class Batcher:
         timeout = self._options.batch_timeout_micros / 1e6
         while self._queue and self._running < self._options.num_batch_threads:
             waited = time.monotonic() - self._queue[0].enqueued
-            if self._queued_examples < self._options.max_batch_size and waited < timeout:
+            # With nothing running, waiting for a fuller batch only adds latency: a lone request
+            # runs at once. Under load, batches fill while the running ones finish.
+            if self._running and self._queued_examples < self._options.max_batch_size and waited < timeout:
                 self._timer = asyncio.get_running_loop().call_later(timeout - waited, self._dispatch)
                 return
             batch, total = [], 0

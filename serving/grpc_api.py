@@ -5,7 +5,6 @@ from typing import Callable, Dict, Optional
 
 import grpc
 import numpy as np
-import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorflow.core.protobuf import error_codes_pb2
 from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, get_model_status_pb2,
@@ -33,6 +32,24 @@ def to_tensor_proto(array: np.ndarray) -> tensor_pb2.TensorProto:
         values = [v if isinstance(v, bytes) else str(v).encode() for v in values]
     getattr(proto, _VALUE_FIELDS[dtype]).extend(values)
     return proto
+
+
+def from_tensor_proto(proto: tensor_pb2.TensorProto, dtype: str) -> np.ndarray:
+    """A TensorProto's values, from tensor_content or the typed fields; tf.make_ndarray does
+    the same with ~15 us of Python per tensor, most of a small request's cost."""
+    shape = [dim.size for dim in proto.tensor_shape.dim]
+    numpy_dtype = NUMPY_DTYPES[dtype]
+    if dtype == "DT_STRING":
+        array = np.empty(len(proto.string_val), dtype=object)
+        array[:] = list(proto.string_val)
+    elif proto.tensor_content:
+        array = np.frombuffer(proto.tensor_content, dtype=numpy_dtype)
+    else:
+        array = np.array(getattr(proto, _VALUE_FIELDS[dtype]), dtype=numpy_dtype)
+    count = int(np.prod(shape))
+    if array.size == 1 and count > 1:  # a single value fills the tensor, as in TensorProto
+        array = np.repeat(array, count)
+    return array.reshape(shape)
 
 
 def _spec_version(model_spec) -> Dict[str, object]:
@@ -104,7 +121,7 @@ class PredictionService(_Base, prediction_service_pb2_grpc.PredictionServiceServ
                 raise ServingError("INVALID_ARGUMENT", f"Expects arg[{index}] to be {want[3:].lower()} but "
                                                        f"{got[3:].lower()} is provided")
             try:
-                inputs[alias] = tf.make_ndarray(proto)
+                inputs[alias] = from_tensor_proto(proto, want)
             except Exception:
                 raise ServingError("INVALID_ARGUMENT", f"tensor parsing error: {alias}") from None
         output_filter = list(request.output_filter)

@@ -135,3 +135,18 @@ def test_model_status(channel):
     with pytest.raises(grpc.RpcError) as error:
         models.GetModelStatus(request, timeout=10)
     assert error.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+@pytest.mark.parametrize("value, dtype", [
+    (np.array([[1.5, 2.0], [3.0, -4.0]], np.float32), "DT_FLOAT"),  # tensor_content
+    (np.array([7, 8, 9], np.int64), "DT_INT64"),
+    (np.array([b"a", b"bc"], object), "DT_STRING"),
+    (np.array(2.5, np.float64), "DT_DOUBLE"),
+])
+def test_tensor_protos_read_as_tf_reads_them(value, dtype):
+    from serving.grpc_api import from_tensor_proto, to_tensor_proto
+
+    for proto in (tf.make_tensor_proto(value), to_tensor_proto(value)):  # tensor_content and typed fields
+        np.testing.assert_array_equal(from_tensor_proto(proto, dtype), tf.make_ndarray(proto))
+    filled = tf.make_tensor_proto(1.0, dtype=tf.float32, shape=[2, 2])  # one value fills the shape
+    np.testing.assert_array_equal(from_tensor_proto(filled, "DT_FLOAT"), np.ones([2, 2], np.float32))
