@@ -44,6 +44,7 @@ class Batcher:
         self._queued_examples = 0
         self._running = 0
         self._timer = None
+        self._dispatch_pending = False
 
     def submit(self, inputs: Arrays) -> asyncio.Future:
         """Queues one request; its future gets the request's own slice of the batch's outputs.
@@ -59,10 +60,15 @@ class Batcher:
         task = _Task(inputs, size, loop.create_future(), time.monotonic())
         self._queue.append(task)
         self._queued_examples += size
-        self._dispatch()
+        if not self._dispatch_pending:
+            # After the requests that arrived with this one are queued too: a burst of requests
+            # read in one pass of the event loop becomes one batch, not a lone one and the rest.
+            self._dispatch_pending = True
+            asyncio.get_running_loop().call_soon(self._dispatch)
         return task.future
 
     def _dispatch(self) -> None:
+        self._dispatch_pending = False
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
