@@ -628,8 +628,10 @@ def main(argv=None) -> int:
             grpc_port, rest_port = free_port(8500), free_port(8501)
             if (grpc_port, rest_port) != (8500, 8501):
                 notes.append(f"ports 8500/8501 were busy; tfxline serve used {grpc_port}/{rest_port}")
+            # One TensorFlow thread per server process: each process has one core to itself.
             command = [tfxline, "serve", "--port", str(grpc_port), "--rest_api_port", str(rest_port),
-                       "--model_name", MODEL_NAME, "--model_base_path", str(base)] + flags
+                       "--model_name", MODEL_NAME, "--model_base_path", str(base),
+                       "--tensorflow_intra_op_parallelism", "1", "--tensorflow_inter_op_parallelism", "1"] + flags
             log = logs / f"tfxline-{key}.log"
             print(f"tfxline serve, batching {tag} ...", flush=True)
             server = children.start(pinned(command, cpu), log, env)

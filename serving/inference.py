@@ -61,7 +61,7 @@ class InferenceService:
     async def classify(self, servable: Servable, signature_name: str, examples: List[bytes],
                        timeout: Optional[float] = None) -> List[list]:
         """One list of (label, score) per example; the label is "" when the signature has only scores."""
-        key, signature = self._example_signature(servable, signature_name, "classification")
+        key, signature = self.example_signature(servable, signature_name, "classification")
         if not {"classes", "scores"} & set(signature.outputs):
             raise invalid(f"Expected classification signature outputs to contain classes or scores: {key}")
         outputs = await self.run(servable, key, {"inputs": _strings(examples)}, api="Classify", timeout=timeout)
@@ -76,14 +76,16 @@ class InferenceService:
 
     async def regress(self, servable: Servable, signature_name: str, examples: List[bytes],
                       timeout: Optional[float] = None) -> List[float]:
-        key, signature = self._example_signature(servable, signature_name, "regression")
+        key, signature = self.example_signature(servable, signature_name, "regression")
         if list(signature.outputs) != ["outputs"]:
             raise invalid(f"No regression outputs found in SignatureDef: {key}")
         outputs = await self.run(servable, key, {"inputs": _strings(examples)}, api="Regress", timeout=timeout)
         return [float(v) for v in np.asarray(outputs["outputs"]).reshape(len(examples), -1)[:, 0]]
 
     @staticmethod
-    def _example_signature(servable: Servable, signature_name: str, kind: str) -> Tuple[str, SignatureInfo]:
+    def example_signature(servable: Servable, signature_name: str, kind: str) -> Tuple[str, SignatureInfo]:
+        """The signature a classify ("classification") or regress ("regression") request names,
+        if it takes serialized tf.Examples as `inputs`."""
         key = signature_name or DEFAULT_SIGNATURE
         if key not in servable.signatures:
             raise invalid(f"No signature was found with the name: {key}")

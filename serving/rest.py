@@ -146,6 +146,9 @@ class _Handler:
             return tensor_json.predict_response(outputs, row_format), str(servable.version)
         examples, context = tensor_json.example_features(request, api)
         servable = self.service.resolve(name, version, label)
+        # The signature is checked before any tf.Example is built (which needs TensorFlow's protos).
+        kind = "classification" if api == "classify" else "regression"
+        self.service.example_signature(servable, signature_name, kind)
         serialized = serialize_examples(examples, context)
         if api == "classify":
             results = await self.service.classify(servable, signature_name, serialized, self.options.timeout_seconds)

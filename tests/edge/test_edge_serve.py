@@ -83,6 +83,13 @@ def test_bad_requests_get_tf_serving_errors_and_the_server_keeps_serving(taxi_ru
     assert requests.post(url + ":predict", data="{oops").status_code == 400
 
 
+def test_classify_on_the_edge_is_refused_as_tf_serving_refuses_a_signature_without_examples(device):
+    _, url, _ = device
+    response = requests.post(url + ":classify", json={"examples": [{"fare": 1.0}]})
+    assert response.status_code == 400
+    assert "No classification inputs found in SignatureDef: serving_default" in response.json()["error"]
+
+
 def test_inputs_of_the_wrong_rank_are_refused(taxi_run, device):
     base, url, _ = device
     model, rows = _rows(taxi_run, base, limit=2)
