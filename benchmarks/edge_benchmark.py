@@ -45,9 +45,9 @@ TARGET_SPEEDUP, TARGET_QUANT_RATIO, TARGET_INSTALL_RATIO = 10.0, 0.25, 0.10
 
 
 def newest_version(config) -> str:
-    from serving.edge import runtime
+    from serving.registry import versions_on_disk
 
-    versions = runtime.versions(os.path.join(config.output.edge, config.name))
+    versions = versions_on_disk(os.path.join(config.output.edge, config.name))
     if not versions:
         sys.exit(f"edge_benchmark: nothing published under {config.output.edge}/{config.name}; run `tfxline run`")
     return str(versions[-1])

@@ -24,6 +24,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
+from serving.registry import versions_on_disk
+
 MODELS_CONFIG = "models.config"
 LOCAL_MODELS_CONFIG = "models.local.config"
 MONITORING_CONFIG = "monitoring.config"
@@ -304,13 +306,6 @@ class Release:
     def record(self, action: str, version: int) -> None:
         self.events.append({"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "action": action,
                             "version": version, "labels": dict(sorted(self.labels.items()))})
-
-
-def versions_on_disk(base_path: str) -> List[int]:
-    if not os.path.isdir(base_path):
-        return []
-    return sorted(int(name) for name in os.listdir(base_path)
-                  if name.isdigit() and os.path.isdir(os.path.join(base_path, name)))
 
 
 def read_release_history(serving_dir: str) -> dict:

@@ -21,16 +21,11 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 
 from serving.model_config import write_serving_configs
-
-
-def existing_versions(base_directory: str) -> List[int]:
-    if not os.path.isdir(base_directory):
-        return []
-    return sorted(int(name) for name in os.listdir(base_directory) if name.isdigit())
+from serving.registry import versions_on_disk
 
 
 def next_version(base_directory: str, now: float) -> int:
-    versions = existing_versions(base_directory)
+    versions = versions_on_disk(base_directory)
     return max(int(now), versions[-1] + 1 if versions else 0)
 
 
@@ -49,7 +44,7 @@ def fingerprint(model_dir: str) -> str:
 def publish(model_dir: str, base_directory: str, now: float) -> str:
     """Copies `model_dir` to `<base_directory>/<version>` in one rename; returns the version."""
     os.makedirs(base_directory, exist_ok=True)
-    versions = existing_versions(base_directory)
+    versions = versions_on_disk(base_directory)
     if versions and fingerprint(os.path.join(base_directory, str(versions[-1]))) == fingerprint(model_dir):
         return str(versions[-1])
     version = next_version(base_directory, now)

@@ -11,6 +11,8 @@ from typing import Dict, List, Optional
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
+from serving.registry import versions_on_disk
+
 MANIFEST = "manifest.json"
 VARIANTS = {"float": "model.tflite", "quantized": "model_quant.tflite"}
 log = logging.getLogger("tfxline.edge")
@@ -96,16 +98,10 @@ def load(directory: str, variant: str = "float") -> EdgeModel:
     return EdgeModel(int(manifest["version"]), manifest, runner)
 
 
-def versions(base: str) -> List[int]:
-    if not os.path.isdir(base):
-        return []
-    return sorted(int(name) for name in os.listdir(base) if name.isdigit())
-
-
 def load_newest(base: str, variant: str = "float", current: Optional[EdgeModel] = None) -> Optional[EdgeModel]:
     """The newest version that loads; a corrupt newer one is logged and skipped, so `current`
     (or an older good version) keeps serving."""
-    for version in reversed(versions(base)):
+    for version in reversed(versions_on_disk(base)):
         if current is not None and version <= current.version:
             return current
         try:

@@ -1,7 +1,8 @@
 """Publishing versions into TF Serving's layout."""
 import os
 
-from components.atomic_pusher.executor import existing_versions, next_version, publish
+from components.atomic_pusher.executor import next_version, publish
+from serving.registry import versions_on_disk
 
 
 def _model(path, content=b"graph"):
@@ -26,7 +27,7 @@ def test_versions_always_increase_even_within_one_second(tmp_path):
     first = publish(str(_model(tmp_path / "a", b"one")), str(base), now=1000.0)
     second = publish(str(_model(tmp_path / "b", b"two")), str(base), now=1000.2)
     assert (first, second) == ("1000", "1001")
-    assert existing_versions(str(base)) == [1000, 1001]
+    assert versions_on_disk(str(base)) == [1000, 1001]
     assert next_version(str(base), now=5.0) == 1002
 
 
@@ -42,4 +43,4 @@ def test_non_version_entries_are_ignored(tmp_path):
     base = tmp_path / "serving"
     (base / ".incoming-5").mkdir(parents=True)
     (base / "models.config").mkdir()
-    assert existing_versions(str(base)) == []
+    assert versions_on_disk(str(base)) == []

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from serving.edge import runtime
+from serving.registry import versions_on_disk
 from tests.helpers import eval_examples, example_rows, pushed_versions
 
 
@@ -77,7 +78,7 @@ def test_concurrent_requests_get_the_answers_of_sequential_ones(taxi_run, model)
 
 def _copy_as_newer(edge_base, tmp_path):
     base = tmp_path / "edge" / "taxi"
-    newest = runtime.versions(edge_base)[-1]
+    newest = versions_on_disk(edge_base)[-1]
     shutil.copytree(os.path.join(edge_base, str(newest)), base / str(newest))
     shutil.copytree(os.path.join(edge_base, str(newest)), base / str(newest + 1))
     return base, newest

@@ -11,6 +11,7 @@ from serving import model_config, release
 from serving.model_config import (batching_parameters_text, monitoring_config_text, parse_batching_parameters,
                                   parse_monitoring_config, read_model_server_config, write_model_server_config,
                                   write_serving_configs)
+from serving.registry import versions_on_disk
 
 CONTRACT_EXAMPLE = """
 model_config_list {
@@ -300,7 +301,7 @@ def test_serving_modules_do_not_import_tensorflow():
 @pytest.mark.e2e
 def test_the_pusher_writes_the_configs_next_to_the_pushed_model(taxi_run):
     serving = taxi_run.config.output.serving
-    versions = model_config.versions_on_disk(os.path.join(serving, "taxi"))
+    versions = versions_on_disk(os.path.join(serving, "taxi"))
     assert len(versions) == 1
     entry = _entry(os.path.join(serving, "models.config"))
     assert entry.base_path == "/models/taxi"
