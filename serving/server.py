@@ -253,10 +253,7 @@ async def serve(args, registry: ModelRegistry, options: dict) -> None:
     service = InferenceService(registry, Metrics(), options["batching"], args.rest_api_num_threads, request_log)
     tls = _tls(args)
     stop = threading.Event()
-    reload_config = None
-    if args.model_config_file:
-        def reload_config():
-            registry.configure(model_specs(args))
+    reload_config = (lambda: registry.configure(model_specs(args))) if args.model_config_file else None
     watcher = threading.Thread(target=registry.watch, name="version-watcher", daemon=True, args=(
         max(args.file_system_poll_wait_seconds, 0) or 3600 * 24, stop, reload_config,
         args.model_config_file_poll_wait_seconds))

@@ -1,7 +1,6 @@
 """The gate that turns ExampleValidator's anomalies into a stopped run."""
 import json
 
-import pytest
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 from tfx.types import artifact_utils, standard_artifacts
 

@@ -1,6 +1,5 @@
 """`tfxline edge serve` on a real pipeline's published TFLite model: TF Serving's REST API,
 answers matching the SavedModel, bad requests refused, versions swapped only when they verify."""
-import json
 import os
 import shutil
 import subprocess
