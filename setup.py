@@ -26,6 +26,7 @@ setup(
         "PyYAML>=6",
         "grpcio",
         "httptools>=0.6",
+        'uvloop>=0.18; sys_platform != "win32"',
     ],
     extras_require={
         "test": ["pytest"],

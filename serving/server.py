@@ -1,7 +1,6 @@
 """`tfxline serve`: a drop-in for `tensorflow_model_server` (the same flags, REST and gRPC APIs)
 for machines where the TF Serving binary can't run."""
 import argparse
-import asyncio
 import json
 import logging
 import os
@@ -15,6 +14,7 @@ import threading
 import time
 from typing import List, Optional
 
+from serving.http import run_event_loop, stop_signal
 from serving.registry import ModelRegistry, ModelSpec
 
 log = logging.getLogger("tfxline.serving")
@@ -184,7 +184,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     errors = registry.startup_errors()
     if errors:
         raise fail(f"Failed to start server. Error: {'; '.join(errors)}")
-    asyncio.run(serve(args, registry, options))
+    run_event_loop(serve(args, registry, options))
     return 0
 
 
@@ -280,11 +280,7 @@ async def serve(args, registry: ModelRegistry, options: dict) -> None:
                                                   specs_from_config(config)))
         log.info("Running gRPC ModelServer at 0.0.0.0:%d ...", args.port)
 
-    finished = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, finished.set)
-    await finished.wait()
+    await stop_signal()
     stop.set()
     if grpc_server is not None:
         await grpc_server.stop(grace=5)

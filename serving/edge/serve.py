@@ -1,16 +1,15 @@
 """`tfxline edge serve`: TF Serving's REST predict API on the device, answered by the LiteRT
 runtime (no TensorFlow). It watches the edge directory, loads a new version only after its
 manifest's hashes check out, and keeps the old version serving when a new one is refused."""
-import asyncio
 import logging
 import os
-import signal
 import threading
 from typing import Dict
 
 import numpy as np
 
 from serving.edge import runtime
+from serving.http import run_event_loop, stop_signal
 from serving.errors import invalid
 from serving.registry import ModelRegistry, ModelSpec
 from serving.servable import DEFAULT_SIGNATURE, DTYPE_NAMES, SignatureInfo, TensorInfo
@@ -66,11 +65,8 @@ def serve(edge_dir: str, model_name: str, port: int, variant: str, poll_seconds:
         server = await start_rest_server(service, RestOptions("/monitoring/prometheus/metrics", auth_token,
                                                               max_request_bytes), port)
         log.info("serving %s (%s TFLite) on REST port %d", model_name, variant, port)
-        finished = asyncio.Event()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            asyncio.get_running_loop().add_signal_handler(signum, finished.set)
-        await finished.wait()
+        await stop_signal()
         stop.set()
         server.close()
 
-    asyncio.run(run())
+    run_event_loop(run())
