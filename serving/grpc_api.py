@@ -238,7 +238,10 @@ class ModelService(_Base, model_service_pb2_grpc.ModelServiceServicer):
                                                        "supported")
             if self._reload_config is None:
                 raise ServingError("UNIMPLEMENTED", "this server was started without a reloadable config")
-            self._reload_config(request.config)
+            try:
+                self._reload_config(request.config)
+            except ValueError as error:  # a config TF Serving would reject, e.g. a relative base_path
+                raise ServingError("INVALID_ARGUMENT", str(error)) from None
             return response
         except Exception as raised:
             error = status_error(raised)

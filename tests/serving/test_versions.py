@@ -111,3 +111,32 @@ def test_version_policies(half_plus_models, tmp_path, policy, loaded):
     available = sorted(v for v, s in registry.status("m") if s.state == "AVAILABLE")
     assert available == loaded
     assert registry.resolve("m").version == max(loaded)
+
+
+def test_reload_config_over_grpc_moves_labels_and_refuses_bad_configs(half_plus_models, tmp_path):
+    import grpc
+    from google.protobuf import text_format
+    from tensorflow_serving.apis import model_management_pb2, model_service_pb2_grpc
+
+    config = tmp_path / "models.config"
+    config.write_text(models_config(half_plus_models, labels={"stable": 1}, versions=[1, 2]))
+    server = Server([f"--model_config_file={config}"], tmp_path)
+    try:
+        server.wait_ready("/v1/models/half_plus_two/labels/stable/metadata")
+        stub = model_service_pb2_grpc.ModelServiceStub(grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}"))
+
+        def reload(text):
+            request = model_management_pb2.ReloadConfigRequest()
+            text_format.Parse(text, request.config)
+            return stub.HandleReloadConfigRequest(request, timeout=60)
+
+        reload(models_config(half_plus_models, labels={"stable": 2}, versions=[1, 2]))
+        stable = server.url + "/v1/models/half_plus_two/labels/stable:predict"
+        assert requests.post(stable, json={"instances": [[1.0]]}).json() == {"predictions": [[3.5]]}
+        with pytest.raises(grpc.RpcError) as refused:
+            reload(models_config("relative/path"))
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "absolute path" in refused.value.details()
+        assert requests.post(stable, json={"instances": [[1.0]]}).json() == {"predictions": [[3.5]]}
+    finally:
+        server.stop()
