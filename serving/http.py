@@ -176,8 +176,8 @@ async def stop_signal() -> None:
 
 
 def run_event_loop(main: Awaitable) -> None:
-    """asyncio.run, on uvloop where it is installed (it is not on Windows): measured here, the
-    REST server answers ~25% more requests per second on it."""
+    """asyncio.run, on uvloop where it is installed (it is not on Windows): measured back to back
+    here on one core, 6,300 req/s against 5,000-5,800 on asyncio's own loop."""
     try:
         import uvloop
     except ImportError:
