@@ -64,7 +64,7 @@ class Batcher:
             # After the requests that arrived with this one are queued too: a burst of requests
             # read in one pass of the event loop becomes one batch, not a lone one and the rest.
             self._dispatch_pending = True
-            asyncio.get_running_loop().call_soon(self._dispatch)
+            loop.call_soon(self._dispatch)
         return task.future
 
     def _dispatch(self) -> None:
@@ -93,7 +93,7 @@ class Batcher:
         loop = asyncio.get_running_loop()
         try:
             if len(batch) == 1:
-                results = [await loop.run_in_executor(self._executor, self._run_one, batch[0].inputs)]
+                results = [await loop.run_in_executor(self._executor, self._run, batch[0].inputs)]
             else:
                 results = await loop.run_in_executor(self._executor, self._run_batch, [t.inputs for t in batch])
             self._on_batch(total)
@@ -110,9 +110,6 @@ class Batcher:
         finally:
             self._running -= 1
             self._dispatch()
-
-    def _run_one(self, inputs: Arrays) -> Arrays:
-        return self._run(inputs)
 
     def _run_batch(self, inputs: List[Arrays]) -> list:
         """One call for all requests; if the merged call fails (say, one request has a bad

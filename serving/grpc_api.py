@@ -14,17 +14,16 @@ from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
 from serving.errors import ServingError
 from serving.inference import InferenceService, status_error
 from serving.metrics import LATENCY_BUCKETS, REQUEST_COUNT, REQUEST_LATENCY, VERSION_LATENCY
-from serving.servable import DEFAULT_SIGNATURE, NUMPY_DTYPES
+from serving.servable import DEFAULT_SIGNATURE, DTYPE_NAMES, NUMPY_DTYPES, string_array
 
 _VALUE_FIELDS = {"DT_FLOAT": "float_val", "DT_DOUBLE": "double_val", "DT_INT32": "int_val", "DT_INT16": "int_val",
                  "DT_INT8": "int_val", "DT_UINT8": "int_val", "DT_INT64": "int64_val", "DT_BOOL": "bool_val",
                  "DT_STRING": "string_val", "DT_UINT32": "uint32_val", "DT_UINT64": "uint64_val"}
-_DTYPE_OF_NUMPY = {np.dtype(v).name: k for k, v in NUMPY_DTYPES.items() if v is not object}
 
 
 def to_tensor_proto(array: np.ndarray) -> tensor_pb2.TensorProto:
     """Typed value fields (float_val, ...), not tensor_content, as TF Serving answers."""
-    dtype = "DT_STRING" if array.dtype.kind in "OSU" else _DTYPE_OF_NUMPY[array.dtype.name]
+    dtype = "DT_STRING" if array.dtype.kind in "OSU" else DTYPE_NAMES[array.dtype.name]
     proto = tensor_pb2.TensorProto(dtype=types_pb2.DataType.Value(dtype), tensor_shape=tensor_shape_pb2.TensorShapeProto(
         dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=s) for s in array.shape]))
     values = array.ravel().tolist()
@@ -40,8 +39,7 @@ def from_tensor_proto(proto: tensor_pb2.TensorProto, dtype: str) -> np.ndarray:
     shape = [dim.size for dim in proto.tensor_shape.dim]
     numpy_dtype = NUMPY_DTYPES[dtype]
     if dtype == "DT_STRING":
-        array = np.empty(len(proto.string_val), dtype=object)
-        array[:] = list(proto.string_val)
+        array = string_array(proto.string_val)
     elif proto.tensor_content:
         array = np.frombuffer(proto.tensor_content, dtype=numpy_dtype)
     else:

@@ -12,7 +12,7 @@ from serving.batching import Batcher, BatchingOptions
 from serving.errors import invalid, ServingError
 from serving.metrics import BATCH_SIZE, BATCH_SIZE_BUCKETS, LATENCY_BUCKETS, Metrics, RUNTIME_LATENCY
 from serving.registry import ModelRegistry
-from serving.servable import DEFAULT_SIGNATURE, Servable, SignatureInfo
+from serving.servable import DEFAULT_SIGNATURE, Servable, SignatureInfo, string_array
 
 
 class InferenceService:
@@ -64,7 +64,7 @@ class InferenceService:
         key, signature = self.example_signature(servable, signature_name, "classification")
         if not {"classes", "scores"} & set(signature.outputs):
             raise invalid(f"Expected classification signature outputs to contain classes or scores: {key}")
-        outputs = await self.run(servable, key, {"inputs": _strings(examples)}, api="Classify", timeout=timeout)
+        outputs = await self.run(servable, key, {"inputs": string_array(examples)}, api="Classify", timeout=timeout)
         scores = outputs.get("scores")
         classes = outputs.get("classes")
         count = len(examples)
@@ -79,7 +79,7 @@ class InferenceService:
         key, signature = self.example_signature(servable, signature_name, "regression")
         if list(signature.outputs) != ["outputs"]:
             raise invalid(f"No regression outputs found in SignatureDef: {key}")
-        outputs = await self.run(servable, key, {"inputs": _strings(examples)}, api="Regress", timeout=timeout)
+        outputs = await self.run(servable, key, {"inputs": string_array(examples)}, api="Regress", timeout=timeout)
         return [float(v) for v in np.asarray(outputs["outputs"]).reshape(len(examples), -1)[:, 0]]
 
     @staticmethod
@@ -110,12 +110,6 @@ async def _within(future: asyncio.Future, timeout: Optional[float], loop) -> obj
         raise
     finally:
         timer.cancel()
-
-
-def _strings(values: List[bytes]) -> np.ndarray:
-    array = np.empty(len(values), dtype=object)
-    array[:] = values
-    return array
 
 
 def _text(value) -> str:

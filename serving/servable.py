@@ -21,6 +21,14 @@ DTYPE_NAMES = {"float32": "DT_FLOAT", "float64": "DT_DOUBLE", "int8": "DT_INT8",
                "uint64": "DT_UINT64", "bool": "DT_BOOL", "string": "DT_STRING", "object": "DT_STRING"}
 
 
+def string_array(values) -> np.ndarray:
+    """A rank-1 object array of the given bytes (np.array would make a fixed-width bytes array,
+    or a 2-D one from equal-length values)."""
+    array = np.empty(len(values), dtype=object)
+    array[:] = list(values)
+    return array
+
+
 @dataclasses.dataclass(frozen=True)
 class TensorInfo:
     name: str            # the graph tensor name, e.g. "serving_default_x:0"

@@ -194,12 +194,11 @@ def _server_options(args) -> dict:
 
     options = {"batching": None, "monitoring_path": None, "auth_token": None}
     if args.enable_batching:
-        parameters = {}
+        text = ""  # without a file, BatchingParameters' defaults
         if args.batching_parameters_file:
             with open(args.batching_parameters_file) as handle:
-                parameters = parse_batching_parameters(handle.read())
-        options["batching"] = BatchingOptions.from_parameters(parameters) if parameters else BatchingOptions(
-            num_batch_threads=os.cpu_count() or 1)
+                text = handle.read()
+        options["batching"] = BatchingOptions.from_parameters(parse_batching_parameters(text))
     if args.monitoring_config_file:
         with open(args.monitoring_config_file) as handle:
             enabled, path = parse_monitoring_config(handle.read())

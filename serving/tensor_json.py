@@ -11,7 +11,7 @@ from typing import Callable, Dict, List, Tuple
 import numpy as np
 
 from serving.errors import invalid, ServingError
-from serving.servable import NUMPY_DTYPES, SignatureInfo
+from serving.servable import NUMPY_DTYPES, SignatureInfo, string_array
 
 INT_RANGES = {
     "DT_INT8": (-(2 ** 31), 2 ** 31 - 1), "DT_INT16": (-(2 ** 31), 2 ** 31 - 1),
@@ -99,9 +99,7 @@ def _flat_column(values: list, dtype: str):
     if types is None or not values or not all(type(v) in types for v in values):
         return None
     if dtype == "DT_STRING":
-        array = np.empty(len(values), dtype=object)
-        array[:] = [v.encode("utf-8") for v in values]
-        return array
+        return string_array([v.encode("utf-8") for v in values])
     if dtype in INT_RANGES:
         low, high = INT_RANGES[dtype]
         if not low <= min(values) <= max(values) <= high:
@@ -137,9 +135,7 @@ def to_array(value, dtype: str) -> np.ndarray:
     walk(value, 0)
     numpy_dtype = NUMPY_DTYPES.get(dtype, object)
     if numpy_dtype is object:
-        array = np.empty(len(flat), dtype=object)
-        array[:] = flat
-        return array.reshape(shape)
+        return string_array(flat).reshape(shape)
     return np.array(flat, dtype=numpy_dtype).reshape(shape)
 
 
