@@ -7,6 +7,7 @@ import tensorflow_transform.beam as tft_beam
 from tensorflow_transform.tf_metadata import dataset_metadata
 
 from pipeline.config import parse_config
+from pipeline.pipeline import TRANSFORM_AS_TF1_GRAPH
 from trainer import preprocessing
 
 RAW_SPEC = {
@@ -49,7 +50,7 @@ def transformed(tmp_path_factory):
     temp = tmp_path_factory.mktemp("tft")
     custom_config = {"config": config.to_custom_config()}
     metadata = dataset_metadata.DatasetMetadata.from_feature_spec(RAW_SPEC)
-    with tft_beam.Context(temp_dir=str(temp / "tmp"), force_tf_compat_v1=False):
+    with tft_beam.Context(temp_dir=str(temp / "tmp"), force_tf_compat_v1=TRANSFORM_AS_TF1_GRAPH):
         (data, _), transform_fn = (ROWS, metadata) | tft_beam.AnalyzeAndTransformDataset(
             lambda inputs: preprocessing.preprocessing_fn(inputs, custom_config), output_record_batches=False)
         _ = transform_fn | tft_beam.WriteTransformFn(str(temp / "transform_fn"))
