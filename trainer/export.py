@@ -52,13 +52,17 @@ def _lookup_tables(model) -> list:
 
 
 class _Exporter(tf.Module):
-    """What the SavedModel holds: the Transform layer, the model's variables and lookup tables,
-    and the signatures. The Keras model itself is not tracked: tf.saved_model.save would trace
-    every layer for Keras serialization, quadrupling export time and slowing every load."""
+    """What the SavedModel holds: the Transform graph's resources, the model's variables and
+    lookup tables, and the signatures. No Keras object is tracked, neither the model nor TFT's
+    TransformFeaturesLayer (itself a Keras model): tf.saved_model.save would trace every Keras
+    layer again for Keras serialization, which took most of the export time and slows every load."""
 
     def __init__(self, model, tft_output, config: PipelineConfig):
         super().__init__()
-        self.tft_layer = tft_output.transform_features_layer()
+        transform_layer = tft_output.transform_features_layer()
+        # The tables and vocabulary assets of the Transform graph: the same dict the layer
+        # tracks to save them (TFT 1.16's TransformFeaturesLayer.__init__).
+        self.transform_resources = transform_layer._saved_model_loader_tracked_dict
         self.model_variables = list(model.variables)
         self.lookup_tables = _lookup_tables(model)
         full_spec = tft_output.raw_feature_spec()
@@ -67,11 +71,15 @@ class _Exporter(tf.Module):
         output_key = features.output_key(config)
         model_inputs = [features.transformed_name(name) for name in config.feature_names]
 
+        # Closures, not attributes, so that the Keras objects stay untracked.
+        def transform(raw):
+            return transform_layer(raw)
+
         def score(raw):
-            transformed = self.tft_layer(raw)
+            transformed = transform(raw)
             return {output_key: model({k: transformed[k] for k in model_inputs})}
 
-        self._score = score
+        self._transform, self._score = transform, score
 
     def signatures(self) -> dict:
         # No AutoGraph: these functions have no Python control flow on tensors, and
@@ -91,7 +99,7 @@ class _Exporter(tf.Module):
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")], autograph=False)
         def transform_features(examples):
-            return self.tft_layer(tf.io.parse_example(examples, self._full_spec))
+            return self._transform(tf.io.parse_example(examples, self._full_spec))
 
         return {
             SERVING_DEFAULT: serve_examples,
