@@ -25,9 +25,9 @@ def test_beam_workers(tmp_path):
     one = load_config(str(write_config(tmp_path / "a", beam={"workers": 1})))
     four = load_config(str(write_config(tmp_path / "b", beam={"workers": 4, "extra_args": ["--x=1"]})))
     assert local.beam_pipeline_args(one) == ["--direct_running_mode=in_memory", "--direct_num_workers=1",
-                                             local.LOCAL_WORKER_FLAG]
+                                             local.LOCAL_WORKER_FLAG, local.LOCAL_PICKLER_FLAG]
     assert local.beam_pipeline_args(four) == ["--direct_running_mode=multi_processing", "--direct_num_workers=4",
-                                              local.LOCAL_WORKER_FLAG, "--x=1"]
+                                              local.LOCAL_WORKER_FLAG, local.LOCAL_PICKLER_FLAG, "--x=1"]
 
 
 def test_progress_lines_name_component_state_and_time():
