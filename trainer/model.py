@@ -116,4 +116,9 @@ def build_model(config: PipelineConfig, tft_output) -> keras.Model:
     model = TabularModel(
         inputs={features.transformed_name(name): tensor for name, tensor in inputs.items()}, outputs=output)
     model.compile(optimizer=keras.optimizers.Adam(training.learning_rate), loss=loss, metrics=metrics)
+    # The optimizer's and the metrics' variables, created now: created inside the first traced
+    # train step instead, they make tf.function trace that step a second time (~1 s).
+    model.optimizer.build(model.trainable_variables)
+    model.compiled_loss.build(output)
+    model.compiled_metrics.build(output, output)
     return model
