@@ -7,8 +7,7 @@ from typing import List, Optional
 import tensorflow_model_analysis as tfma
 # Not `tfx.v1`: it also imports TFX's Google Cloud extensions (Vertex AI and BigQuery clients),
 # about 3 s of every run's start-up that a local or Kubeflow run of this pipeline never uses.
-from tfx.components import (CsvExampleGen, Evaluator, ExampleValidator, SchemaGen, StatisticsGen, Trainer,
-                            Transform)
+from tfx.components import Evaluator, ExampleValidator, SchemaGen, StatisticsGen, Trainer, Transform
 from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
 from tfx.dsl.components.common.resolver import Resolver
 from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import LatestBlessedModelStrategy
@@ -17,6 +16,7 @@ from tfx.proto import example_gen_pb2, pusher_pb2, trainer_pb2, transform_pb2
 from tfx.types import Channel, standard_artifacts
 
 from components.anomaly_gate.component import AnomalyGate
+from components.batched_csv_example_gen.component import BatchedCsvExampleGen
 from components.atomic_pusher.component import AtomicPusher
 from components.tflite_export.component import TFLiteExport
 from pipeline.config import LOWER_IS_BETTER, PipelineConfig
@@ -93,13 +93,14 @@ def create_pipeline(config: PipelineConfig, pipeline_root: str, data_path: str, 
                     serving_dir: str, edge_dir: str, metadata_connection_config=None,
                     beam_pipeline_args: Optional[List[str]] = None) -> Pipeline:
     pattern = config.data.span_pattern or "*.csv"
-    example_gen = CsvExampleGen(
+    # CsvExampleGen with the same examples and splits, converted a batch of rows at a time.
+    example_gen = BatchedCsvExampleGen(
         input_base=data_path,
         input_config=example_gen_pb2.Input(
             splits=[example_gen_pb2.Input.Split(name="single_split", pattern=pattern)]),
         output_config=example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
             example_gen_pb2.SplitConfig.Split(name=name, hash_buckets=buckets)
-            for name, buckets in config.data.split_buckets.items()])))
+            for name, buckets in config.data.split_buckets.items()]))).with_id("CsvExampleGen")
     statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"])
     if schema_path:
         schema_gen = ImportSchemaGen(schema_file=schema_path)
