@@ -36,20 +36,15 @@ class DensifyIds(keras.layers.Layer):
 
 
 class TabularModel(keras.Model):
-    """A functional Keras model whose train/test/predict steps skip AutoGraph: they have no
-    data-dependent Python control flow, and transpiling Keras' internals costs ~15 s per process."""
+    """A functional Keras model whose train function is traced without AutoGraph (see run_fn):
+    Keras wraps it in tf.function(autograph=True), which would turn conversion back on."""
 
-    @tf.autograph.experimental.do_not_convert
-    def train_step(self, data):
-        return super().train_step(data)
-
-    @tf.autograph.experimental.do_not_convert
-    def test_step(self, data):
-        return super().test_step(data)
-
-    @tf.autograph.experimental.do_not_convert
-    def predict_step(self, data):
-        return super().predict_step(data)
+    def make_train_function(self, force=False):
+        if self.train_function is None or force:
+            keras_function = super().make_train_function(force=True)
+            self.train_function = self.train_tf_function = tf.function(
+                keras_function.python_function, reduce_retracing=True, autograph=False)
+        return self.train_function
 
 
 def _lookup_ids(feature, tensor, vocabulary, sparse: bool):

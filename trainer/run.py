@@ -1,6 +1,7 @@
 """The Trainer's run_fn: wiring only; the work is in data, model and export."""
 import time
 
+import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
 from absl import logging
@@ -11,6 +12,9 @@ from trainer.export import export_model
 from trainer.model import build_model
 
 
+# Nothing here has data-dependent Python control flow: AutoGraph transpiling the Keras, tf.distribute,
+# tf.data and Transform code that training calls took seconds per run.
+@tf.autograph.experimental.do_not_convert
 def run_fn(fn_args) -> None:
     config = PipelineConfig.model_validate(fn_args.custom_config["config"])
     keras.utils.set_random_seed(config.training.seed)
