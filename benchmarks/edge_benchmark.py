@@ -41,6 +41,11 @@ TENSORFLOW = "tensorflow==2.16.2"
 # What setup.py packages: copied to a scratch directory so building tfxline leaves no build/ here.
 TFXLINE_SOURCES = ("setup.py", "pipeline", "components", "trainer", "schema", "serving")
 SINGLE_CALLS, WARMUP_CALLS, BATCH, BATCH_SECONDS = 2000, 200, 256, 3.0
+QUANTIZER = "ai-edge-quantizer==0.10.0"
+# ai-edge-quantizer's recipes for the same float model with fewer bits per weight (TF 2.16's
+# converter goes no lower than int8): how small quantization alone can make the file.
+FEWER_BITS = {"int8, weight-only": "weight_only_wi8_afp32", "int4, per channel": "dynamic_wi4c_afp32",
+              "2-bit, per channel": "dynamic_wi2c_afp32"}
 TARGET_SPEEDUP, TARGET_QUANT_RATIO, TARGET_INSTALL_RATIO = 10.0, 0.25, 0.10
 
 
@@ -248,6 +253,27 @@ def tensorflow_install(python: str, scratch: Path) -> dict:
     return {"bytes": directory_bytes(site_packages(venv)), "packages": installed_packages(venv)}
 
 
+def fewer_bits(python: str, scratch: Path, saved_model_dir: str, columns: dict, labels, task: str,
+               output_key: str) -> list:
+    """(weights as, bytes, AUC) of the float model re-quantized by ai-edge-quantizer in a scratch
+    venv, tensor names stripped afterwards as in the published files."""
+    from components.tflite_export import converter, parity
+
+    named = scratch / "float_with_tensor_names.tflite"
+    named.write_bytes(converter.tflite_converter(saved_model_dir).convert())  # the quantizer finds tensors by name
+    venv = fresh_venv(python, scratch / "quantizer_venv", [QUANTIZER])
+    out = scratch / "fewer_bits"
+    out.mkdir()
+    subprocess.run([str(venv / "bin" / "python"), str(ROOT / "benchmarks" / "quantize_weights.py"), str(named),
+                    str(out), *FEWER_BITS.values()], check=True, cwd=scratch, capture_output=True)
+    results = []
+    for label, recipe in FEWER_BITS.items():
+        model = converter.without_tensor_names((out / f"{recipe}.tflite").read_bytes())
+        scores = parity.tflite_scores(model, columns, output_key)
+        results.append((f"{label} (ai-edge-quantizer `{recipe}`)", len(model), parity.task_metric(task, labels, scores)))
+    return results
+
+
 def verdict(met: bool) -> str:
     return "**met**" if met else "**not met**"
 
@@ -264,10 +290,13 @@ def main(argv=None) -> int:
     with open(os.path.join(version_dir, "manifest.json")) as handle:
         manifest = json.load(handle)
 
-    from components.tflite_export.parity import raw_columns
+    from components.tflite_export import parity
+    from trainer import features
+    from trainer.export import TRANSFORM_FEATURES
 
     print(f"measuring version {version}: SavedModel and TFLite models ...", flush=True)
-    columns = raw_columns(eval_records(config, SINGLE_CALLS), manifest["inputs"])
+    records = eval_records(config, SINGLE_CALLS)
+    columns = parity.raw_columns(records, manifest["inputs"])
     timings = measure_models(saved_model_dir, version_dir, columns)
     files = {"SavedModel directory": directory_bytes(saved_model_dir),
              "model.tflite (float)": os.path.getsize(os.path.join(version_dir, "model.tflite")),
@@ -275,20 +304,36 @@ def main(argv=None) -> int:
     breakdown = {name: tflite_bytes_by_kind(os.path.join(version_dir, name))
                  for name in ("model.tflite", "model_quant.tflite")}
 
-    print("installing the edge venv and a TensorFlow venv (pip) ...", flush=True)
+    import tensorflow as tf
+
+    output_key = features.output_key(config)
+    saved_model = tf.saved_model.load(saved_model_dir)
+    labels = saved_model.signatures[TRANSFORM_FEATURES](examples=tf.constant(records))[config.label.name]
+    labels = labels.numpy().reshape(-1)
+    metric_name, saved_model_metric = parity.task_metric(
+        config.task, labels, saved_model.signatures["serving_default"](examples=tf.constant(records))[output_key].numpy())
+    variants = [(f"{name}, TF {tf.__version__} converter", files[label],
+                 parity.task_metric(config.task, labels, parity.tflite_scores(
+                     Path(version_dir, name).read_bytes(), columns, output_key))[1])
+                for name, label in (("model.tflite", "model.tflite (float)"),
+                                    ("model_quant.tflite", "model_quant.tflite (quantized)"))]
+
+    print("installing the edge venv, a TensorFlow venv and an ai-edge-quantizer venv (pip) ...", flush=True)
     sample_rows = as_rows({name: values[:5] for name, values in columns.items()})
     with tempfile.TemporaryDirectory(prefix="tfxline-edge-bench-") as scratch:
         edge = edge_install(args.python, Path(scratch), config.output.edge, config.name, sample_rows)
         tensorflow = tensorflow_install(args.python, Path(scratch))
+        variants += [(name, size, metric[1]) for name, size, metric in fewer_bits(
+            args.python, Path(scratch), saved_model_dir, columns, labels, config.task, output_key)]
 
     # timings: the SavedModel first, then per variant SignatureRunner, allocated once, predict().
     saved_model_p50, runner_p50, allocated_p50, runtime_p50 = (timings[i][1] for i in range(4))
     quant_ratio = files["model_quant.tflite (quantized)"] / files["model.tflite (float)"]
     install_ratio = edge["bytes"] / tensorflow["bytes"]
-    # int8 weights are exactly 1/4 of float32 ones; everything else is the same in both files.
+    float_bytes = files["model.tflite (float)"]
+    smallest = min(variants[2:], key=lambda variant: variant[1])
     float_parts = breakdown["model.tflite"]
-    float_constants = float_parts["dense weights"] + float_parts["embeddings"] + float_parts["other constants"]
-    int8_bound = 1 - 0.75 * float_constants / files["model.tflite (float)"]
+    not_weights = float_bytes - float_parts["dense weights"] - float_parts["embeddings"]
     lines = [
         f"Machine: {os.cpu_count()} cores (shared), Python {sys.version.split()[0]}; model: `{config.name}` version "
         f"{version}, {len(manifest['inputs'])} raw features in, Transform graph included. Single example: "
@@ -310,6 +355,13 @@ def main(argv=None) -> int:
         *[f"| {kind} | " + " | ".join(f"{parts[kind]:,}" for parts in breakdown.values()) + " |"
           for kind in next(iter(breakdown.values()))],
         "",
+        f"The float model with fewer bits per weight, {metric_name} on the same {len(records):,} eval rows (the "
+        f"SavedModel: {saved_model_metric:.4f}):",
+        "",
+        f"| model | bytes | / float file | {metric_name} |",
+        "|---|---:|---:|---:|",
+        *[f"| {name} | {size:,} | {size / float_bytes:.2f} | {metric:.4f} |" for name, size, metric in variants],
+        "",
         "| install (fresh venv, site-packages) | size | packages |",
         "|---|---:|---:|",
         f"| edge: `serving/edge/requirements.txt` + tfxline `--no-deps` | {edge['bytes'] / 2**20:.1f} MiB | "
@@ -327,8 +379,10 @@ def main(argv=None) -> int:
         f"alone ({allocated_p50:.3f} ms); {saved_model_p50 / runner_p50:.1f}x through a SignatureRunner | "
         f"{verdict(saved_model_p50 / runtime_p50 >= TARGET_SPEEDUP)} |",
         f"| quantized file at most 1/4 of the float file | {quant_ratio:.2f} "
-        f"({files['model_quant.tflite (quantized)']:,} / {files['model.tflite (float)']:,} B); every float constant "
-        f"in int8 would still give {int8_bound:.2f} | {verdict(quant_ratio <= TARGET_QUANT_RATIO)} |",
+        f"({files['model_quant.tflite (quantized)']:,} / {float_bytes:,} B); with {smallest[0].split(' (')[0]} "
+        f"weights still {smallest[1] / float_bytes:.2f}: what is not weights (graph, signature, vocabularies: "
+        f"{not_weights:,} B) is {not_weights / float_bytes:.2f} of the float file by itself | "
+        f"{verdict(quant_ratio <= TARGET_QUANT_RATIO)} |",
         f"| edge install under 1/10 of the TensorFlow install | {install_ratio:.3f} "
         f"({edge['bytes'] / 2**20:.1f} / {tensorflow['bytes'] / 2**20:.1f} MiB) | "
         f"{verdict(install_ratio < TARGET_INSTALL_RATIO)} |",

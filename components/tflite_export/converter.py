@@ -10,7 +10,7 @@ from tensorflow.lite.tools import flatbuffer_utils
 from trainer.export import SERVING_RAW
 
 
-def _converter(saved_model_dir: str) -> tf.lite.TFLiteConverter:
+def tflite_converter(saved_model_dir: str) -> tf.lite.TFLiteConverter:
     converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=[SERVING_RAW])
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     return converter
@@ -37,7 +37,7 @@ def convert(saved_model_dir: str) -> Tuple[bytes, bytes]:
     converter does not expose that threshold.
     The quantized file stays well above 1/4 of the float one: int8 weights are exactly 1/4 of
     float32 ones, and the graph and the vocabularies are the same size in both files."""
-    converter = _converter(saved_model_dir)
+    converter = tflite_converter(saved_model_dir)
     float_model = without_tensor_names(converter.convert())
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     return float_model, without_tensor_names(converter.convert())
