@@ -16,8 +16,8 @@ from tfx.proto import example_gen_pb2, pusher_pb2, trainer_pb2, transform_pb2
 from tfx.types import Channel, standard_artifacts
 
 from components.anomaly_gate.component import AnomalyGate
-from components.batched_csv_example_gen.component import BatchedCsvExampleGen
 from components.atomic_pusher.component import AtomicPusher
+from components.batched_csv_example_gen.component import BatchedCsvExampleGen
 from components.tflite_export.component import TFLiteExport
 from pipeline.config import LOWER_IS_BETTER, PipelineConfig
 from trainer import features
