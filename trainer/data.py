@@ -5,7 +5,8 @@ from tfx_bsl.public import tfxio
 from pipeline.config import PipelineConfig
 
 
-def make_dataset(file_pattern, data_accessor, tft_output, config: PipelineConfig) -> tf.data.Dataset:
+def make_dataset(file_pattern, data_accessor, tft_output, transform_layer,
+                 config: PipelineConfig) -> tf.data.Dataset:
     """Shuffled (seeded) training batches of transformed features and the label."""
     options = tfxio.TensorFlowDatasetOptions(
         batch_size=config.training.batch_size,
@@ -14,10 +15,9 @@ def make_dataset(file_pattern, data_accessor, tft_output, config: PipelineConfig
         shuffle_seed=config.training.seed,
     )
     raw = data_accessor.tf_dataset_factory(file_pattern, options, tft_output.raw_metadata.schema)
-    transform = tft_output.transform_features_layer()
 
     def transformed(raw_batch):
-        features = transform(raw_batch)
+        features = transform_layer(raw_batch)
         return features, features.pop(config.label.name)
 
     # Transformed data of a local run fits in memory: cache it after the first epoch instead of

@@ -57,9 +57,8 @@ class _Exporter(tf.Module):
     TransformFeaturesLayer (itself a Keras model): tf.saved_model.save would trace every Keras
     layer again for Keras serialization, which took most of the export time and slows every load."""
 
-    def __init__(self, model, tft_output, config: PipelineConfig):
+    def __init__(self, model, tft_output, transform_layer, config: PipelineConfig):
         super().__init__()
-        transform_layer = tft_output.transform_features_layer()
         # The tables and vocabulary assets of the Transform graph: the same dict the layer
         # tracks to save them (TFT 1.16's TransformFeaturesLayer.__init__).
         self.transform_resources = transform_layer._saved_model_loader_tracked_dict
@@ -108,8 +107,8 @@ class _Exporter(tf.Module):
         }
 
 
-def export_model(model, tft_output, config: PipelineConfig, export_dir: str) -> None:
-    exporter = _Exporter(model, tft_output, config)
+def export_model(model, tft_output, transform_layer, config: PipelineConfig, export_dir: str) -> None:
+    exporter = _Exporter(model, tft_output, transform_layer, config)
     tf.saved_model.save(exporter, export_dir, signatures=exporter.signatures())
     extra = os.path.join(export_dir, RAW_FEATURES_FILE)
     tf.io.gfile.makedirs(os.path.dirname(extra))

@@ -19,9 +19,11 @@ def run_fn(fn_args) -> None:
     config = PipelineConfig.model_validate(fn_args.custom_config["config"])
     keras.utils.set_random_seed(config.training.seed)
     tft_output = tft.TFTransformOutput(fn_args.transform_output)
+    # One load of the Transform graph, for the training data and for the export.
+    transform_layer = tft_output.transform_features_layer()
 
     # The eval split is the Evaluator's (TFMA, with slices and thresholds); training does not peek.
-    train = make_dataset(fn_args.train_files, fn_args.data_accessor, tft_output, config)
+    train = make_dataset(fn_args.train_files, fn_args.data_accessor, tft_output, transform_layer, config)
     model = build_model(config, tft_output)
     started = time.monotonic()
     history = model.fit(train, epochs=config.training.epochs, verbose=0)
@@ -29,5 +31,5 @@ def run_fn(fn_args) -> None:
                  {k: round(v[-1], 4) for k, v in history.history.items()})
 
     started = time.monotonic()
-    export_model(model, tft_output, config, fn_args.serving_model_dir)
+    export_model(model, tft_output, transform_layer, config, fn_args.serving_model_dir)
     logging.info("Exported in %.1f s to %s", time.monotonic() - started, fn_args.serving_model_dir)
