@@ -291,7 +291,6 @@ def main(argv=None) -> int:
 
     from components.tflite_export import parity
     from trainer import features
-    from trainer.export import TRANSFORM_FEATURES
 
     print(f"measuring version {version}: SavedModel and TFLite models ...", flush=True)
     records = eval_records(config, SINGLE_CALLS)
@@ -306,11 +305,8 @@ def main(argv=None) -> int:
     import tensorflow as tf
 
     output_key = features.output_key(config)
-    saved_model = tf.saved_model.load(saved_model_dir)
-    labels = saved_model.signatures[TRANSFORM_FEATURES](examples=tf.constant(records))[config.label.name]
-    labels = labels.numpy().reshape(-1)
-    metric_name, saved_model_metric = parity.task_metric(
-        config.task, labels, saved_model.signatures["serving_default"](examples=tf.constant(records))[output_key].numpy())
+    saved_model_scores, labels = parity.saved_model_outputs(saved_model_dir, records, output_key, config.label.name)
+    metric_name, saved_model_metric = parity.task_metric(config.task, labels, saved_model_scores)
     published = [(f"`{name}`, TF {tf.__version__} converter", files[label],
                   parity.task_metric(config.task, labels, parity.tflite_scores(
                       Path(version_dir, name).read_bytes(), columns, output_key))[1])
