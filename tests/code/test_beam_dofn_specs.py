@@ -1,0 +1,86 @@
+"""The cached DoFn introspection gives Beam's answers, and stateful DoFns still run."""
+import apache_beam as beam
+import pytest
+from apache_beam.coders import VarIntCoder
+from apache_beam.testing.util import assert_that, equal_to
+from apache_beam.transforms import userstate
+from apache_beam.transforms.timeutil import TimeDomain
+from apache_beam.transforms.userstate import BagStateSpec, TimerSpec, on_timer
+
+from pipeline import beam_dofn_specs
+
+COUNT = BagStateSpec("count", VarIntCoder())
+FLUSH = TimerSpec("flush", TimeDomain.WATERMARK)
+
+
+class Plain(beam.DoFn):
+    def process(self, element):
+        yield element
+
+
+class Stateful(beam.DoFn):
+    def process(self, element, count=beam.DoFn.StateParam(COUNT), flush=beam.DoFn.TimerParam(FLUSH)):
+        count.add(1)
+        flush.set(0)
+
+    @on_timer(FLUSH)
+    def on_flush(self, count=beam.DoFn.StateParam(COUNT)):
+        yield sum(count.read())
+
+
+class CountPerKey(beam.DoFn):
+    def process(self, element, count=beam.DoFn.StateParam(COUNT)):
+        count.add(1)
+        yield element[0], sum(count.read())
+
+
+class Holder:
+    def stateful_method(self, element, count=beam.DoFn.StateParam(COUNT)):
+        yield element
+
+
+class DuplicateState(beam.DoFn):
+    def process(self, element, a=beam.DoFn.StateParam(COUNT), b=beam.DoFn.StateParam(COUNT)):
+        yield element
+
+
+@pytest.fixture
+def installed():
+    beam_dofn_specs._cache.clear()
+    beam_dofn_specs.install()
+    yield
+    userstate.get_dofn_specs = beam_dofn_specs._compute_dofn_specs
+
+
+def test_answers_match_beams_own(installed):
+    with_bound_method = Plain()
+    with_bound_method.stateful_method = Holder().stateful_method
+    for dofn in [Plain(), Stateful(), CountPerKey(), with_bound_method, beam.Map(len).fn]:
+        for _ in range(2):  # the second answer comes from the cache
+            assert userstate.get_dofn_specs(dofn) == beam_dofn_specs._compute_dofn_specs(dofn)
+    assert userstate.get_dofn_specs(Stateful()) == ({COUNT}, {FLUSH})
+    # A bound method on the instance changes the answer: it is part of the key, not the class alone.
+    assert userstate.get_dofn_specs(with_bound_method) == ({COUNT}, set())
+    assert userstate.get_dofn_specs(Plain()) == (set(), set())
+
+
+def test_callers_cannot_change_the_cached_answer(installed):
+    userstate.get_dofn_specs(Stateful())[0].clear()
+    assert userstate.get_dofn_specs(Stateful())[0] == {COUNT}
+
+
+def test_beams_checks_still_run(installed):
+    for _ in range(2):  # an error is not cached as an answer
+        with pytest.raises(ValueError, match="duplicate"):
+            userstate.get_dofn_specs(DuplicateState())
+
+
+def test_a_stateful_pipeline_runs_with_the_cache(installed):
+    with beam.Pipeline(argv=["--direct_running_mode=in_memory"]) as pipeline:
+        counts = (pipeline
+                  | beam.Create([("a", 1), ("a", 2), ("b", 3), ("a", 4)])
+                  | beam.ParDo(CountPerKey())
+                  | beam.CombinePerKey(max))
+        # The bag state counted each key's elements: Beam saw the DoFn as stateful.
+        assert_that(counts, equal_to([("a", 3), ("b", 1)]))
+    assert any(cls is CountPerKey for cls, _ in beam_dofn_specs._cache)
