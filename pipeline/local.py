@@ -131,9 +131,9 @@ def run_local(config: PipelineConfig, verbose: bool = False, write: Callable[[st
     from absl import logging as absl_logging
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
-    from pipeline import beam_dofn_specs
+    from pipeline import beam_caches
 
-    beam_dofn_specs.install()
+    beam_caches.install()
     reporter = ProgressReporter(0, write)
     absl_logger = absl_logging.get_absl_logger()
     previous = (absl_logger.level, absl_logger.propagate)

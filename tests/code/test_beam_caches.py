@@ -1,13 +1,14 @@
-"""The cached DoFn introspection gives Beam's answers, and stateful DoFns still run."""
+"""The cached Beam answers equal Beam's own, and pipelines (stateful ones too) still run."""
 import apache_beam as beam
 import pytest
 from apache_beam.coders import VarIntCoder
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, SetupOptions
 from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms import userstate
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import BagStateSpec, TimerSpec, on_timer
 
-from pipeline import beam_dofn_specs
+from pipeline import beam_caches
 
 COUNT = BagStateSpec("count", VarIntCoder())
 FLUSH = TimerSpec("flush", TimeDomain.WATERMARK)
@@ -46,10 +47,11 @@ class DuplicateState(beam.DoFn):
 
 @pytest.fixture
 def installed():
-    beam_dofn_specs._cache.clear()
-    beam_dofn_specs.install()
+    beam_caches._dofn_specs.clear()
+    beam_caches.install()
     yield
-    userstate.get_dofn_specs = beam_dofn_specs._compute_dofn_specs
+    userstate.get_dofn_specs = beam_caches._compute_dofn_specs
+    PipelineOptions.view_as = beam_caches._compute_view
 
 
 def test_answers_match_beams_own(installed):
@@ -57,7 +59,7 @@ def test_answers_match_beams_own(installed):
     with_bound_method.stateful_method = Holder().stateful_method
     for dofn in [Plain(), Stateful(), CountPerKey(), with_bound_method, beam.Map(len).fn]:
         for _ in range(2):  # the second answer comes from the cache
-            assert userstate.get_dofn_specs(dofn) == beam_dofn_specs._compute_dofn_specs(dofn)
+            assert userstate.get_dofn_specs(dofn) == beam_caches._compute_dofn_specs(dofn)
     assert userstate.get_dofn_specs(Stateful()) == ({COUNT}, {FLUSH})
     # A bound method on the instance changes the answer: it is part of the key, not the class alone.
     assert userstate.get_dofn_specs(with_bound_method) == ({COUNT}, set())
@@ -83,4 +85,18 @@ def test_a_stateful_pipeline_runs_with_the_cache(installed):
                   | beam.CombinePerKey(max))
         # The bag state counted each key's elements: Beam saw the DoFn as stateful.
         assert_that(counts, equal_to([("a", 3), ("b", 1)]))
-    assert any(cls is CountPerKey for cls, _ in beam_dofn_specs._cache)
+    assert any(cls is CountPerKey for cls, _ in beam_caches._dofn_specs)
+
+
+def test_option_views_read_and_write_the_same_values(installed):
+    options = PipelineOptions(["--direct_num_workers=3", "--direct_running_mode=multi_threading"])
+    other = PipelineOptions(["--direct_num_workers=5"])
+    view = options.view_as(DirectOptions)
+    assert (view.direct_num_workers, view.direct_running_mode) == (3, "multi_threading")
+    assert beam_caches._compute_view(options, DirectOptions).direct_num_workers == 3
+    assert other.view_as(DirectOptions).direct_num_workers == 5
+    options.view_as(SetupOptions).save_main_session = True
+    assert options.view_as(SetupOptions).save_main_session is True
+    assert beam_caches._compute_view(options, SetupOptions).save_main_session is True
+    assert other.view_as(SetupOptions).save_main_session is False
+    assert options.get_all_options()["direct_num_workers"] == 3
