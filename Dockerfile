@@ -3,6 +3,8 @@
 # Trainer and Transform find `trainer.*` by import path instead of an uploaded user module.
 FROM gcr.io/tfx-oss-public/tfx:1.16.0
 WORKDIR /tfxline
+# tf.keras is tf-keras (Keras 2) in every component, as in a local run (pipeline/local.py).
+ENV TF_USE_LEGACY_KERAS=1
 COPY setup.py constraints.txt ./
 COPY pipeline pipeline
 COPY components components

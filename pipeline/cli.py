@@ -101,9 +101,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         args = parser.parse_args(argv)
         if hasattr(args, "verbose"):
-            from pipeline.local import quiet_environment
+            from pipeline.local import prepare_environment
 
-            quiet_environment(args.verbose)
+            prepare_environment(args.verbose)
         return args.handler(args)
     except ConfigError as error:
         print(f"tfxline: config error: {error}", file=sys.stderr)

@@ -12,10 +12,15 @@ from typing import Callable, Iterator, List
 from pipeline.config import PipelineConfig
 
 QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "GRPC_VERBOSITY": "ERROR", "AUTOGRAPH_VERBOSITY": "0"}
+# `tf.keras` is tf-keras (Keras 2), the Keras that the Trainer, TFT's TransformFeaturesLayer and
+# TFMA use. Otherwise importing TensorFlow also imports Keras 3, which nothing in a run uses.
+KERAS_ENV = {"TF_USE_LEGACY_KERAS": "1"}
 
 
-def quiet_environment(verbose: bool) -> None:
-    """Must run before TensorFlow is imported: its C++ logging reads the environment once."""
+def prepare_environment(verbose: bool) -> None:
+    """Must run before TensorFlow is imported: it reads these variables once."""
+    for key, value in KERAS_ENV.items():
+        os.environ.setdefault(key, value)
     if not verbose:
         for key, value in QUIET_ENV.items():
             os.environ.setdefault(key, value)
@@ -127,7 +132,7 @@ def native_stderr_to(path: str) -> Iterator[None]:
 
 def run_local(config: PipelineConfig, verbose: bool = False, write: Callable[[str], None] = print) -> float:
     """Runs the pipeline; returns its wall time. Raises what the failing component raised."""
-    quiet_environment(verbose)
+    prepare_environment(verbose)
     from absl import logging as absl_logging
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 

@@ -82,7 +82,10 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
                 tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()], threshold=threshold))
         metrics.append(metric)
     return tfma.EvalConfig(
+        # An explicit model type: without one, TFMA tries loading each model with
+        # tf.keras.models.load_model first (1.5 s per model with tf-keras).
         model_specs=[tfma.ModelSpec(signature_name="serving_default", label_key=config.label.name,
+                                    model_type=tfma.constants.TF_GENERIC,
                                     preprocessing_function_names=["transform_features"])],
         slicing_specs=[tfma.SlicingSpec(feature_keys=keys) for keys in evaluation.slices],
         metrics_specs=[tfma.MetricsSpec(metrics=metrics)],
