@@ -305,7 +305,8 @@ def main(argv=None) -> int:
     import tensorflow as tf
 
     output_key = features.output_key(config)
-    saved_model_scores, labels = parity.saved_model_outputs(saved_model_dir, records, output_key, config.label.name)
+    saved_model_scores, labels = parity.saved_model_outputs(tf.saved_model.load(saved_model_dir), records, output_key,
+                                                            config.label.name)
     metric_name, saved_model_metric = parity.task_metric(config.task, labels, saved_model_scores)
     published = [(f"`{name}`, TF {tf.__version__} converter", files[label],
                   parity.task_metric(config.task, labels, parity.tflite_scores(

@@ -2,7 +2,8 @@
 
 TFX's TFLiteRewriter ignores converter options, so the converter is called directly, with
 TFLite built-ins only: the LiteRT runtime on the device has no Flex (TensorFlow) ops."""
-from typing import Tuple
+import dataclasses
+from typing import Any
 
 import tensorflow as tf
 from tensorflow.lite.tools import flatbuffer_utils
@@ -26,7 +27,15 @@ def without_tensor_names(model: bytes) -> bytes:
     return bytes(flatbuffer_utils.convert_object_to_bytearray(flat))
 
 
-def convert(saved_model_dir: str) -> Tuple[bytes, bytes]:
+@dataclasses.dataclass
+class Conversion:
+    float_model: bytes
+    quantized_model: bytes
+    # The SavedModel as the converter loaded it, for the parity check (a second load took 1 s).
+    saved_model: Any
+
+
+def convert(saved_model_dir: str) -> Conversion:
     """The float and the quantized model, from one converter (one load of the SavedModel).
 
     Quantization is dynamic-range: int8 weights, float activations and float/string inputs.
@@ -40,4 +49,6 @@ def convert(saved_model_dir: str) -> Tuple[bytes, bytes]:
     converter = tflite_converter(saved_model_dir)
     float_model = without_tensor_names(converter.convert())
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    return float_model, without_tensor_names(converter.convert())
+    quantized_model = without_tensor_names(converter.convert())
+    # TF 2.16's converter keeps the loaded SavedModel in this attribute; the export tests cover it.
+    return Conversion(float_model, quantized_model, converter._trackable_obj)

@@ -29,9 +29,9 @@ def export(saved_model_dir: str, serialized: List[bytes], version: str, settings
     """Converts, checks and publishes; returns the manifest. Raises ParityError instead of publishing."""
     with open(os.path.join(saved_model_dir, RAW_FEATURES_FILE)) as handle:
         raw_inputs = json.load(handle)
-    float_model, quantized_model = converter.convert(saved_model_dir)
-    files = {manifest.FLOAT_MODEL: float_model, manifest.QUANTIZED_MODEL: quantized_model}
-    report = parity.check(saved_model_dir, files[manifest.FLOAT_MODEL], files[manifest.QUANTIZED_MODEL],
+    conversion = converter.convert(saved_model_dir)
+    files = {manifest.FLOAT_MODEL: conversion.float_model, manifest.QUANTIZED_MODEL: conversion.quantized_model}
+    report = parity.check(conversion.saved_model, files[manifest.FLOAT_MODEL], files[manifest.QUANTIZED_MODEL],
                           serialized, raw_inputs, settings["output_key"], settings["label_name"], settings["task"],
                           float(settings["max_score_diff"]), float(settings["max_metric_drop"]))
     content = manifest.build_manifest(version, settings["model_name"], raw_inputs, settings["output_key"], files,

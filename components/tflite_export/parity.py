@@ -63,19 +63,18 @@ def task_metric(task: str, labels: np.ndarray, scores: np.ndarray):
     return "negative_mean_absolute_error", -float(np.mean(np.abs(scores.reshape(-1) - labels)))
 
 
-def saved_model_outputs(saved_model_dir: str, serialized: List[bytes], output_key: str, label_name: str):
-    """The SavedModel's scores for serialized tf.Examples, and their labels from its Transform graph."""
-    saved_model = tf.saved_model.load(saved_model_dir)
+def saved_model_outputs(saved_model, serialized: List[bytes], output_key: str, label_name: str):
+    """A loaded SavedModel's scores for serialized tf.Examples, and their labels from its Transform graph."""
     examples = tf.constant(serialized)
     scores = saved_model.signatures[SERVING_DEFAULT](examples=examples)[output_key].numpy()
     labels = saved_model.signatures[TRANSFORM_FEATURES](examples=examples)[label_name].numpy().reshape(-1)
     return scores, labels
 
 
-def check(saved_model_dir: str, float_model: bytes, quantized_model: bytes, serialized: List[bytes],
+def check(saved_model, float_model: bytes, quantized_model: bytes, serialized: List[bytes],
           raw_inputs: list, output_key: str, label_name: str, task: str, max_score_diff: float,
           max_metric_drop: float) -> ParityReport:
-    expected, labels = saved_model_outputs(saved_model_dir, serialized, output_key, label_name)
+    expected, labels = saved_model_outputs(saved_model, serialized, output_key, label_name)
     columns = raw_columns(serialized, raw_inputs)
     float_scores = tflite_scores(float_model, columns, output_key)
     quantized_scores = tflite_scores(quantized_model, columns, output_key)

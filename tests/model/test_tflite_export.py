@@ -58,16 +58,19 @@ def test_rows_with_unseen_categories_and_missing_values_match(taxi_run, saved_mo
         records.append(example.SerializeToString())
     with open(os.path.join(saved_model_dir, "assets.extra", "raw_features.json")) as handle:
         raw_inputs = json.load(handle)
-    float_model, _ = converter.convert(saved_model_dir)
-    report = parity.check(saved_model_dir, float_model, float_model, records, raw_inputs, "scores", "big_tipper",
-                          "binary", 1e-4, 1.0)
+    conversion = converter.convert(saved_model_dir)
+    report = parity.check(conversion.saved_model, conversion.float_model, conversion.float_model, records,
+                          raw_inputs, "scores", "big_tipper", "binary", 1e-4, 1.0)
     assert report.max_score_diff <= 1e-4
 
 
 def test_both_models_use_builtin_ops_only_and_carry_no_tensor_names(saved_model_dir):
     from tensorflow.lite.tools import flatbuffer_utils
 
-    float_model, quantized_model = converter.convert(saved_model_dir)
+    conversion = converter.convert(saved_model_dir)
+    float_model, quantized_model = conversion.float_model, conversion.quantized_model
+    # The SavedModel the converter loaded, which the parity check calls.
+    assert {"serving_default", "serving_raw", "transform_features"} <= set(conversion.saved_model.signatures)
     for model in (float_model, quantized_model):
         flat = flatbuffer_utils.convert_bytearray_to_object(bytearray(model))
         assert [code.customCode for code in flat.operatorCodes if code.customCode] == []  # no Flex, no custom ops
