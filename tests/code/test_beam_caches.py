@@ -4,6 +4,7 @@ import pytest
 from apache_beam.coders import VarIntCoder
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, SetupOptions
 from apache_beam.testing.util import assert_that, equal_to
+from apache_beam.runners.worker import statecache
 from apache_beam.transforms import userstate
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import BagStateSpec, TimerSpec, on_timer
@@ -52,6 +53,7 @@ def installed():
     yield
     userstate.get_dofn_specs = beam_caches._compute_dofn_specs
     PipelineOptions.view_as = beam_caches._compute_view
+    statecache.get_deep_size = beam_caches._compute_deep_size
 
 
 def test_answers_match_beams_own(installed):
@@ -100,3 +102,27 @@ def test_option_views_read_and_write_the_same_values(installed):
     assert beam_caches._compute_view(options, SetupOptions).save_main_session is True
     assert other.view_as(SetupOptions).save_main_session is False
     assert options.get_all_options()["direct_num_workers"] == 3
+
+
+def test_side_input_weights_are_beams(installed):
+    import numpy as np
+    import pyarrow as pa
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    schema = schema_pb2.Schema(feature=[schema_pb2.Feature(name="fare", type=schema_pb2.FLOAT)])
+    values = [
+        [np.arange(1000.0), np.arange(10)], {"vocabulary": [b"Cash", b"Credit Card"] * 50, "count": 3},
+        schema, pa.record_batch([pa.array([1.0, 2.0])], names=["fare"]), ("key", [Plain(), Stateful()]),
+        [len, np, Plain, beam_caches],  # functions, modules and classes are not weighed
+    ]
+    for value in values:
+        assert statecache.get_deep_size(value) == beam_caches._compute_deep_size(value)
+
+
+def test_side_inputs_reach_the_state_cache(installed):
+    with beam.Pipeline(argv=["--direct_running_mode=in_memory"]) as pipeline:
+        lookup = pipeline | "Lookup" >> beam.Create([("a", 1.5), ("b", 2.5)])
+        scaled = (pipeline
+                  | beam.Create(["a", "b", "a"])
+                  | beam.Map(lambda key, table: (key, table[key]), table=beam.pvalue.AsDict(lookup)))
+        assert_that(scaled, equal_to([("a", 1.5), ("b", 2.5), ("a", 1.5)]))
