@@ -33,5 +33,5 @@ setup(
         # The per-request FastAPI endpoint the serving benchmark compares against.
         "bench": ["fastapi", "uvicorn"],
     },
-    entry_points={"console_scripts": ["tfxline=pipeline.cli:main"]},
+    entry_points={"console_scripts": ["tfxline=pipeline.cli:console_main"]},
 )

@@ -1,7 +1,10 @@
 """The `tfxline` command. The config is validated before anything heavy is imported, so a
 bad config fails in one line within a second."""
 import argparse
+import atexit
+import os
 import sys
+import threading
 from typing import List, Optional
 
 from pipeline.config import DEFAULT_CONFIG, ConfigError, load_config
@@ -110,5 +113,20 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
 
 
+def console_main() -> None:
+    """The installed `tfxline` command: `main`, then an exit that skips the interpreter's teardown,
+    which frees TensorFlow's, Beam's and TFX's objects one by one (1.0-1.5 s after a run) in a
+    process that is ending anyway. Threads are joined, exit handlers run and output is flushed
+    first, as on a normal exit; nothing else is left to write."""
+    code = main()
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console_main()

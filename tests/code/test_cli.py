@@ -1,0 +1,35 @@
+"""The installed command's exit: code, output, exit handlers and threads as on a normal exit."""
+import subprocess
+import sys
+
+from tests.conftest import write_config
+
+# Registers an exit handler and starts a non-daemon thread, then runs the command as installed.
+SCRIPT = """
+import atexit, sys, threading, time
+marker, config = sys.argv[1], sys.argv[2]
+atexit.register(lambda: open(marker, "a").write("handler "))
+threading.Thread(target=lambda: (time.sleep(0.5), open(marker, "a").write("thread "))).start()
+sys.argv = ["tfxline", "run", "--config", config]
+from pipeline.cli import console_main
+console_main()
+print("not reached")
+"""
+
+
+def test_console_main_exits_with_the_code_after_threads_and_exit_handlers(tmp_path):
+    marker = tmp_path / "marker"
+    config = write_config(tmp_path, training={"epochs": 0})
+    result = subprocess.run([sys.executable, "-c", SCRIPT, str(marker), str(config)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.startswith("tfxline: config error:") and "training.epochs" in result.stderr
+    assert "not reached" not in result.stdout
+    assert marker.read_text() == "thread handler "
+
+
+def test_installed_command_is_console_main():
+    from importlib.metadata import entry_points
+
+    (command,) = [e for e in entry_points(group="console_scripts") if e.name == "tfxline"]
+    assert command.value == "pipeline.cli:console_main"
