@@ -15,19 +15,12 @@ QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "GRPC_VERBOSITY": "ERROR", "AUTOGRAPH_
 # `tf.keras` is tf-keras (Keras 2), the Keras that the Trainer, TFT's TransformFeaturesLayer and
 # TFMA use. Otherwise importing TensorFlow also imports Keras 3, which nothing in a run uses.
 KERAS_ENV = {"TF_USE_LEGACY_KERAS": "1"}
-# `import apache_beam` imports the BigQuery and Pub/Sub client libraries for its GCP transforms
-# (1.6 s of each run's start-up), and does without them when they are missing. No part of a
-# tfxline run uses BigQuery or Pub/Sub.
-UNUSED_MODULES = ("google.cloud.bigquery", "google.cloud.bigquery_storage_v1", "google.cloud.pubsub")
 
 
 def prepare_environment(verbose: bool) -> None:
-    """Must run before TensorFlow and Beam are imported: they read these settings once."""
+    """Must run before TensorFlow is imported: it reads these variables once."""
     for key, value in KERAS_ENV.items():
         os.environ.setdefault(key, value)
-    for name in UNUSED_MODULES:
-        # None in sys.modules makes `import name` raise ModuleNotFoundError.
-        sys.modules.setdefault(name, None)
     if not verbose:
         for key, value in QUIET_ENV.items():
             os.environ.setdefault(key, value)

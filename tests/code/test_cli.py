@@ -33,3 +33,15 @@ def test_installed_command_is_console_main():
 
     (command,) = [e for e in entry_points(group="console_scripts") if e.name == "tfxline"]
     assert command.value == "pipeline.cli:console_main"
+
+
+def test_pipeline_modules_import_without_the_unused_modules():
+    code = ("import sys; from pipeline.cli import UNUSED_MODULES\n"
+            "for name in UNUSED_MODULES: sys.modules[name] = None\n"
+            "import apache_beam, tensorflow_data_validation, tensorflow_model_analysis, tensorflow_transform.beam\n"
+            "import tfx.components, pipeline.pipeline, components.tflite_export.executor, trainer.run\n"
+            "from apache_beam.io import ReadFromText, WriteToText\n"
+            "print([name for name in UNUSED_MODULES if sys.modules[name] is not None])")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "[]"

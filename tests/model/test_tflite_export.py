@@ -77,3 +77,16 @@ def test_both_models_use_builtin_ops_only_and_carry_no_tensor_names(saved_model_
         assert [tensor.name for graph in flat.subgraphs for tensor in graph.tensors if tensor.name] == []
         assert [signature.signatureKey for signature in flat.signatureDefs] == [b"serving_raw"]
     assert len(quantized_model) < len(float_model)
+
+
+def test_parity_auc_matches_scikit_learn_with_ties():
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(5)
+    labels = rng.integers(0, 2, 500)
+    for scores in (rng.random(500), np.round(rng.random(500), 1), labels * 0.5 + rng.random(500) * 0.6):
+        assert parity.binary_auc(labels, scores) == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
+    assert parity.binary_auc([0, 1, 1], [0.2, 0.2, 0.9]) == 0.75
+    with pytest.raises(ValueError, match="both classes.*3 positive, 0 negative"):
+        parity.binary_auc([1, 1, 1], [0.1, 0.2, 0.3])
