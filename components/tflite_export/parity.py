@@ -60,7 +60,7 @@ def binary_auc(labels: np.ndarray, scores: np.ndarray) -> float:
     if not positives or not negatives:
         raise ValueError(f"AUC needs both classes in the eval examples: {positives} positive, "
                          f"{negatives} negative; use more examples (edge.parity_examples)")
-    values, inverse, counts = np.unique(np.asarray(scores).reshape(-1), return_inverse=True, return_counts=True)
+    _, inverse, counts = np.unique(np.asarray(scores).reshape(-1), return_inverse=True, return_counts=True)
     average_ranks = np.cumsum(counts) - (counts - 1) / 2
     ranks = average_ranks[inverse]
     return float((ranks[positive].sum() - positives * (positives + 1) / 2) / (positives * negatives))

@@ -42,4 +42,3 @@ def test_progress_lines_name_component_state_and_time():
     assert lines[0] == "[ 1/2] Trainer                        running"
     assert lines[1].startswith("[ 1/2] Trainer                        cached") and lines[1].endswith(" s")
     assert lines[3] == "[ 2/2] Pusher                         FAILED"
-
