@@ -131,9 +131,9 @@ def console_main() -> None:
         # None in sys.modules makes `import name` raise ModuleNotFoundError.
         sys.modules.setdefault(name, None)
     code = main()
-    for thread in threading.enumerate():
-        if thread is not threading.main_thread() and not thread.daemon:
-            thread.join()
+    # What the interpreter does first on exit: run threading's exit hooks (they stop idle
+    # ThreadPoolExecutor workers), then join the non-daemon threads.
+    threading._shutdown()
     atexit._run_exitfuncs()
     sys.stdout.flush()
     sys.stderr.flush()

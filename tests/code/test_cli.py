@@ -4,12 +4,16 @@ import sys
 
 from tests.conftest import write_config
 
-# Registers an exit handler and starts a non-daemon thread, then runs the command as installed.
+# Registers an exit handler, starts a non-daemon thread and an executor worker, then runs the command as installed.
 SCRIPT = """
 import atexit, sys, threading, time
 marker, config = sys.argv[1], sys.argv[2]
 atexit.register(lambda: open(marker, "a").write("handler "))
 threading.Thread(target=lambda: (time.sleep(0.5), open(marker, "a").write("thread "))).start()
+# An idle worker that only threading's exit hook stops (as in servers that use executors).
+from concurrent.futures import ThreadPoolExecutor
+executor = ThreadPoolExecutor(1)
+executor.submit(lambda: None).result()
 sys.argv = ["tfxline", "run", "--config", config]
 from pipeline.cli import console_main
 console_main()
