@@ -6,6 +6,7 @@ WORKDIR /tfxline
 # tf.keras is tf-keras (Keras 2) in every component, as in a local run (pipeline/local.py).
 ENV TF_USE_LEGACY_KERAS=1
 COPY setup.py constraints.txt ./
+COPY config config
 COPY pipeline pipeline
 COPY components components
 COPY trainer trainer

@@ -1,7 +1,7 @@
 """tfxline: a TFX 1.16 pipeline, TF Serving-compatible serving and a TFLite edge runtime."""
 from setuptools import find_packages, setup
 
-PACKAGES = ("pipeline", "components", "trainer", "schema", "serving")
+PACKAGES = ("config", "pipeline", "components", "trainer", "schema", "serving")
 
 setup(
     name="tfxline",
@@ -10,7 +10,7 @@ setup(
     python_requires=">=3.10,<3.11",
     packages=find_packages(include=[p for name in PACKAGES for p in (name, f"{name}.*")]),
     package_data={
-        "pipeline": ["configs/*.yaml"],
+        "config": ["*.yaml"],
         "schema": ["*/*.pbtxt"],
     },
     install_requires=[

@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.report import write_section  # noqa: E402
-from pipeline.config import DEFAULT_CONFIG, load_config  # noqa: E402
+from config import DEFAULT_CONFIG, load_config  # noqa: E402
 
 EDGE_REQUIREMENTS = ROOT / "serving" / "edge" / "requirements.txt"
 TENSORFLOW = "tensorflow==2.16.2"
@@ -290,7 +290,7 @@ def main(argv=None) -> int:
         manifest = json.load(handle)
 
     from components.tflite_export import parity
-    from trainer import features
+    from config import names
 
     print(f"measuring version {version}: SavedModel and TFLite models ...", flush=True)
     records = eval_records(config, SINGLE_CALLS)
@@ -304,7 +304,7 @@ def main(argv=None) -> int:
 
     import tensorflow as tf
 
-    output_key = features.output_key(config)
+    output_key = names.output_key(config)
     saved_model_scores, labels = parity.saved_model_outputs(tf.saved_model.load(saved_model_dir), records, output_key,
                                                             config.label.name)
     metric_name, saved_model_metric = parity.task_metric(config.task, labels, saved_model_scores)

@@ -34,7 +34,7 @@ WORK = ROOT / "benchmarks" / "work"
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.report import write_section  # noqa: E402
-from pipeline.config import resolve_path  # noqa: E402
+from config import resolve_path  # noqa: E402
 
 TEMPLATE = "package:tfx/experimental/templates/taxi"
 TAXI_DATA = "package:tfx/examples/chicago_taxi_pipeline/data/simple"
@@ -86,7 +86,7 @@ def prepare_template(work: Path) -> Path:
 
 
 def tfxline_config(work: Path, name: str, data_path: str) -> Path:
-    with open(resolve_path("package:pipeline/configs/taxi.yaml")) as handle:
+    with open(resolve_path("package:config/taxi.yaml")) as handle:
         raw = yaml.safe_load(handle)
     raw["data"]["path"] = data_path
     raw["schema"]["curated_path"] = resolve_path(raw["schema"]["curated_path"])

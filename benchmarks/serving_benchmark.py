@@ -256,7 +256,7 @@ def newest_version(base: Path) -> Path:
 def request_rows(features: list, count: int) -> list:
     """`count` rows spread evenly over the taxi CSV, only the model's raw features, typed; an empty
     cell takes the default from raw_features.json."""
-    from pipeline.config import resolve_path
+    from config import resolve_path
 
     with open(resolve_path(TAXI_CSV), newline="") as handle:
         table = list(csv.DictReader(handle))

@@ -7,7 +7,7 @@ import sys
 import threading
 from typing import List, Optional
 
-from pipeline.config import DEFAULT_CONFIG, ConfigError, load_config
+from config import DEFAULT_CONFIG, ConfigError, load_config
 
 
 def _add_config(parser: argparse.ArgumentParser) -> None:

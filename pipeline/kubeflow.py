@@ -3,7 +3,7 @@ gone in TFX 1.16). Paths come from the config's `kubeflow` section: pods see tho
 this machine's."""
 import os
 
-from pipeline.config import PipelineConfig
+from config import PipelineConfig
 
 
 def compile_pipeline(config: PipelineConfig, output_file: str) -> str:

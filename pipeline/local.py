@@ -9,7 +9,7 @@ import time
 import warnings
 from typing import Callable, Iterator, List
 
-from pipeline.config import PipelineConfig
+from config import PipelineConfig
 
 QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "GRPC_VERBOSITY": "ERROR", "AUTOGRAPH_VERBOSITY": "0"}
 # `tf.keras` is tf-keras (Keras 2), the Keras that the Trainer, TFT's TransformFeaturesLayer and

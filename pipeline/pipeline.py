@@ -20,8 +20,7 @@ from components.anomaly_gate.component import AnomalyGate
 from components.atomic_pusher.component import AtomicPusher
 from components.batched_csv_example_gen.component import BatchedCsvExampleGen
 from components.tflite_export.component import TFLiteExport
-from pipeline.config import LOWER_IS_BETTER, PipelineConfig
-from trainer import features
+from config import LOWER_IS_BETTER, PipelineConfig, names
 
 PREPROCESSING_FN = "trainer.preprocessing.preprocessing_fn"
 RUN_FN = "trainer.run.run_fn"
@@ -52,7 +51,8 @@ def code_version() -> str:
     """Fingerprint of the trainer code; part of Transform's and Trainer's cache key, since
     TFX does not fingerprint code referenced by module path."""
     digest = hashlib.sha256()
-    for path in sorted(Path(__file__).resolve().parent.parent.joinpath("trainer").glob("*.py")):
+    root = Path(__file__).resolve().parent.parent
+    for path in sorted([*root.joinpath("trainer").glob("*.py"), root / "config" / "names.py"]):
         digest.update(path.name.encode() + path.read_bytes())
     return digest.hexdigest()[:16]
 
@@ -175,7 +175,7 @@ def create_pipeline(config: PipelineConfig, pipeline_root: str, data_path: str, 
             edge_dir=edge_dir,
             model_name=config.name,
             task=config.task,
-            output_key=features.output_key(config),
+            output_key=names.output_key(config),
             label_name=config.label.name,
             max_score_diff=config.edge.max_score_diff,
             max_metric_drop=config.edge.max_metric_drop,

@@ -6,7 +6,7 @@ import os
 import re
 from typing import List
 
-from pipeline.config import PipelineConfig
+from config import PipelineConfig
 
 
 class DataError(ValueError):

@@ -4,7 +4,7 @@ import os
 from typing import Optional
 
 from pipeline import local, mlmd
-from pipeline.config import LOWER_IS_BETTER, PipelineConfig
+from config import LOWER_IS_BETTER, PipelineConfig
 
 
 def _int_property(artifact, name: str) -> Optional[int]:

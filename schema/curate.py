@@ -9,7 +9,7 @@ import os
 import tensorflow_data_validation as tfdv
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-from pipeline.config import PipelineConfig
+from config import PipelineConfig
 
 TRAINING, SERVING = "TRAINING", "SERVING"
 MAX_DOMAIN_SIZE = 20

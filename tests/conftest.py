@@ -12,10 +12,10 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 import pytest
 import yaml
 
-from pipeline.config import load_config, resolve_path
+from config import load_config, resolve_path
 
 TAXI_DATA = "package:tfx/examples/chicago_taxi_pipeline/data/simple/data.csv"
-TAXI_CONFIG = "package:pipeline/configs/taxi.yaml"
+TAXI_CONFIG = "package:config/taxi.yaml"
 SMALL_TAXI_ROWS = 3000
 
 

@@ -2,7 +2,7 @@
 import tensorflow as tf
 from tfx_bsl.public import tfxio
 
-from pipeline.config import PipelineConfig
+from config import PipelineConfig
 
 
 def make_dataset(file_pattern, data_accessor, tft_output, transform_layer,

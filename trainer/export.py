@@ -9,8 +9,7 @@ import os
 
 import tensorflow as tf
 
-from pipeline.config import PipelineConfig
-from trainer import features
+from config import PipelineConfig, names
 
 SERVING_DEFAULT = "serving_default"
 SERVING_RAW = "serving_raw"
@@ -67,8 +66,8 @@ class _Exporter(tf.Module):
         full_spec = tft_output.raw_feature_spec()
         self._full_spec = full_spec
         self._serving_spec = {name: full_spec[name] for name in config.feature_names}
-        output_key = features.output_key(config)
-        model_inputs = [features.transformed_name(name) for name in config.feature_names]
+        output_key = names.output_key(config)
+        model_inputs = [names.transformed_name(name) for name in config.feature_names]
 
         # Closures, not attributes, so that the Keras objects stay untracked.
         def transform(raw):

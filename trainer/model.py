@@ -5,8 +5,7 @@ built on tf-keras, and Keras 3 cannot save the mixed TF/Keras object graph we ex
 import tensorflow as tf
 import tf_keras as keras
 
-from pipeline.config import PipelineConfig
-from trainer import features
+from config import PipelineConfig, names
 
 # Keras' StringLookup reserves this token; a data value equal to it would break the lookup.
 _RESERVED_TOKENS = {"", "[UNK]"}
@@ -15,7 +14,7 @@ _RESERVED_TOKENS = {"", "[UNK]"}
 def string_vocabulary(tft_output, feature_name: str) -> list:
     """Vocabulary computed by Transform, as a Python list baked into the model graph
     (a list-backed table converts to TFLite built-ins; a file-backed one does not run there)."""
-    values = tft_output.vocabulary_by_name(features.vocabulary_name(feature_name))
+    values = tft_output.vocabulary_by_name(names.vocabulary_name(feature_name))
     tokens = [v.decode() if isinstance(v, bytes) else v for v in values]
     return [t for t in tokens if t not in _RESERVED_TOKENS]
 
@@ -85,10 +84,10 @@ def input_dtype(feature) -> str:
 def build_model(config: PipelineConfig, tft_output) -> keras.Model:
     training = config.training
     transformed_spec = tft_output.transformed_feature_spec()
-    sparse = {f.name: isinstance(transformed_spec[features.transformed_name(f.name)], tf.io.VarLenFeature)
+    sparse = {f.name: isinstance(transformed_spec[names.transformed_name(f.name)], tf.io.VarLenFeature)
               for f in config.features}
     inputs = {
-        f.name: keras.Input(shape=(None,) if sparse[f.name] else (), name=features.transformed_name(f.name),
+        f.name: keras.Input(shape=(None,) if sparse[f.name] else (), name=names.transformed_name(f.name),
                             dtype=input_dtype(f), sparse=sparse[f.name])
         for f in config.features
     }
@@ -102,14 +101,14 @@ def build_model(config: PipelineConfig, tft_output) -> keras.Model:
         output = keras.layers.Dense(1, activation="sigmoid")(x)
         loss, metrics = "binary_crossentropy", [keras.metrics.AUC(name="auc"), "binary_accuracy"]
     elif config.task == "multiclass":
-        output = keras.layers.Dense(features.num_classes(config), activation="softmax")(x)
+        output = keras.layers.Dense(names.num_classes(config), activation="softmax")(x)
         loss, metrics = "sparse_categorical_crossentropy", ["sparse_categorical_accuracy"]
     else:
         output = keras.layers.Dense(1)(x)
         loss, metrics = "mean_squared_error", ["mean_absolute_error"]
 
     model = TabularModel(
-        inputs={features.transformed_name(name): tensor for name, tensor in inputs.items()}, outputs=output)
+        inputs={names.transformed_name(name): tensor for name, tensor in inputs.items()}, outputs=output)
     model.compile(optimizer=keras.optimizers.Adam(training.learning_rate), loss=loss, metrics=metrics)
     # The optimizer's and the metrics' variables, created now: created inside the first traced
     # train step instead, they make tf.function trace that step a second time (~1 s).

@@ -8,8 +8,7 @@ list-backed table and densifies the integer ids (see trainer/model.py)."""
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from pipeline.config import PipelineConfig
-from trainer import features
+from config import PipelineConfig, names
 
 
 def cast(x, dtype):
@@ -45,7 +44,7 @@ def transform_feature(feature, x):
         in_range = tf.logical_and(x >= 0, x < feature.num_values)
         return tf.where(in_range, x, tf.constant(feature.num_values, tf.int64))
     if feature.kind == "categorical_string":
-        tft.vocabulary(x, top_k=feature.top_k, vocab_filename=features.vocabulary_name(feature.name))
+        tft.vocabulary(x, top_k=feature.top_k, vocab_filename=names.vocabulary_name(feature.name))
         return x
     raise ValueError(f"unknown feature kind '{feature.kind}'")
 
@@ -78,7 +77,7 @@ def make_label(config: PipelineConfig, inputs):
 def preprocessing_fn(inputs, custom_config):
     config = PipelineConfig.model_validate(custom_config["config"])
     outputs = {
-        features.transformed_name(f.name): transform_feature(f, inputs[f.name]) for f in config.features
+        names.transformed_name(f.name): transform_feature(f, inputs[f.name]) for f in config.features
     }
     outputs[config.label.name] = make_label(config, inputs)
     return outputs

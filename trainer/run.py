@@ -6,7 +6,7 @@ import tensorflow_transform as tft
 import tf_keras as keras
 from absl import logging
 
-from pipeline.config import PipelineConfig
+from config import PipelineConfig
 from trainer.data import make_dataset
 from trainer.export import export_model
 from trainer.model import build_model

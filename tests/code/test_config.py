@@ -5,7 +5,7 @@ import sys
 import pytest
 import yaml
 
-from pipeline.config import ConfigError, load_config
+from config import ConfigError, load_config
 from tests.conftest import TAXI_CONFIG, write_config
 
 
@@ -75,7 +75,7 @@ def test_every_command_has_help():
 
 def test_config_round_trips_through_custom_config():
     config = load_config(TAXI_CONFIG)
-    from pipeline.config import PipelineConfig
+    from config import PipelineConfig
 
     again = PipelineConfig.model_validate(yaml.safe_load(yaml.safe_dump(config.to_custom_config())))
     assert again == config

@@ -2,7 +2,7 @@
 import tensorflow_model_analysis as tfma
 from tensorflow_model_analysis.metrics import metric_specs
 
-from pipeline.config import load_config
+from config import load_config
 from pipeline.pipeline import eval_config
 from tests.conftest import write_config
 

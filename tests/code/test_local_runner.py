@@ -1,6 +1,6 @@
 """Local run settings derived from the config."""
 from pipeline import local
-from pipeline.config import load_config
+from config import load_config
 from tests.conftest import write_config
 
 

@@ -1,7 +1,7 @@
 """Input CSV checks that run before any TFX work."""
 import pytest
 
-from pipeline.config import load_config
+from config import load_config
 from pipeline.preflight import DataError, check_csv_files, input_files
 from tests.conftest import write_config, write_csv
 

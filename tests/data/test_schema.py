@@ -3,7 +3,7 @@ import pytest
 import tensorflow_data_validation as tfdv
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-from pipeline.config import load_config
+from config import load_config
 from schema.curate import MAX_DOMAIN_SIZE, SERVING, TRAINING, curate
 from tests.conftest import TAXI_CONFIG
 

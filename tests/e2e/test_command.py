@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from pipeline.config import load_config
+from config import load_config
 from tests.conftest import write_config
 from tests.helpers import pushed_versions
 

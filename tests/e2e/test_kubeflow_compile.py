@@ -1,7 +1,7 @@
 """The pipeline compiles to a Kubeflow Pipelines V2 spec (TFX 1.16 has no V1 runner)."""
 import yaml
 
-from pipeline.config import load_config
+from config import load_config
 from pipeline.kubeflow import compile_pipeline
 from tests.conftest import TAXI_CONFIG
 

@@ -6,7 +6,7 @@ import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
 from tensorflow_transform.tf_metadata import dataset_metadata
 
-from pipeline.config import parse_config
+from config import parse_config
 from pipeline.pipeline import TRANSFORM_AS_TF1_GRAPH
 from trainer import preprocessing
 

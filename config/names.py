@@ -1,5 +1,5 @@
 """Names shared by preprocessing, training and export, derived from the config only."""
-from pipeline.config import PipelineConfig
+from config import PipelineConfig
 
 TRANSFORMED_SUFFIX = "_xf"
 

@@ -13,7 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 PACKAGE_PREFIX = "package:"
-DEFAULT_CONFIG = f"{PACKAGE_PREFIX}pipeline/configs/taxi.yaml"
+DEFAULT_CONFIG = f"{PACKAGE_PREFIX}config/taxi.yaml"
 
 
 class ConfigError(ValueError):
