@@ -215,6 +215,8 @@ class PipelineConfig(_Strict):
     beam: BeamConfig = Field(default_factory=BeamConfig)
     metadata: MetadataConfig = Field(default_factory=MetadataConfig)
     kubeflow: KubeflowConfig = Field(default_factory=KubeflowConfig)
+    # The local run's speed-ups (config/speedups.py); TFXLINE_SPEEDUPS=0 also turns them off.
+    speedups: bool = True
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

@@ -1,13 +1,10 @@
 """The `tfxline` command. The config is validated before anything heavy is imported, so a
 bad config fails in one line within a second."""
 import argparse
-import atexit
-import os
 import sys
-import threading
 from typing import List, Optional
 
-from config import DEFAULT_CONFIG, ConfigError, load_config
+from config import DEFAULT_CONFIG, ConfigError, load_config, speedups
 
 
 def _add_config(parser: argparse.ArgumentParser) -> None:
@@ -31,6 +28,8 @@ def _run(args) -> int:
     try:
         seconds = local.run_local(config, verbose=args.verbose)
     except Exception as error:  # the failing component's own error, shown without a stack trace
+        if args.verbose:
+            raise
         print(f"\ntfxline: the pipeline stopped: {type(error).__name__}: {error}", file=sys.stderr)
         if not args.verbose:
             print("(run again with --verbose for the full logs)", file=sys.stderr)
@@ -45,7 +44,7 @@ def _compile(args) -> int:
 
     config = load_config(args.config)
     path = compile_pipeline(config, args.output)
-    print(f"tfxline: Kubeflow Pipelines V2 spec written to {path}")
+    print(f"tfxline compile: Kubeflow Pipelines V2 spec written to {path}")
     return 0
 
 
@@ -54,7 +53,7 @@ def _schema_draft(args) -> int:
 
     config = load_config(args.config)
     write_schema(draft_schema(config), args.output)
-    print(f"tfxline: draft schema written to {args.output}; review it, then point schema.curated_path at it")
+    print(f"tfxline schema draft: written to {args.output}; review it, then point schema.curated_path at it")
     return 0
 
 
@@ -96,48 +95,40 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] and argv[0] in DELEGATED:
-        import importlib
-
-        return importlib.import_module(DELEGATED[argv[0]][0]).main(argv[1:])
-    parser = build_parser()
+    verbose = "--verbose" in argv
+    command = " ".join(["tfxline", *argv[:1]])
     try:
-        args = parser.parse_args(argv)
-        if hasattr(args, "verbose"):
-            from pipeline.local import prepare_environment
+        if argv[:1] and argv[0] in DELEGATED:
+            import importlib
 
-            prepare_environment(args.verbose)
+            return importlib.import_module(DELEGATED[argv[0]][0]).main(argv[1:])
+        args = build_parser().parse_args(argv)
+        from pipeline.local import prepare_environment
+
+        prepare_environment(args.verbose)
         return args.handler(args)
     except ConfigError as error:
         print(f"tfxline: config error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"{command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # TFX's, KFP's, TFDV's own errors: one line, the traceback on request
+        if verbose:
+            raise
+        print(f"{command}: {one_line(error)} (run again with --verbose for the traceback)", file=sys.stderr)
+        return 1
 
 
-# Client libraries that Beam's IO transforms import (BigQuery, Pub/Sub, MongoDB), and scikit-learn,
-# which nltk imports for a classifier wrapper when TFMA imports its ROUGE metric: 2.8 s of each
-# run's start-up. Each importer does without them when they are missing, and no part of a tfxline
-# run uses them.
-UNUSED_MODULES = ("google.cloud.bigquery", "google.cloud.bigquery_storage_v1", "google.cloud.pubsub", "pymongo",
-                  "sklearn")
+def one_line(error: BaseException) -> str:
+    """The error's type and the first line of its message."""
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
 
 
 def console_main() -> None:
-    """The installed `tfxline` command (and `python -m pipeline.cli`): `main` with two settings
-    for the whole process, which in-process callers of `main` do not get. UNUSED_MODULES are not
-    imported, and the exit skips the interpreter's teardown, which frees TensorFlow's, Beam's and
-    TFX's objects one by one (1.0-1.5 s after a run) in a process that is ending anyway. Threads
-    are joined, exit handlers run and output is flushed first, as on a normal exit."""
-    for name in UNUSED_MODULES:
-        # None in sys.modules makes `import name` raise ModuleNotFoundError.
-        sys.modules.setdefault(name, None)
-    code = main()
-    # What the interpreter does first on exit: run threading's exit hooks (they stop idle
-    # ThreadPoolExecutor workers), then join the non-daemon threads.
-    threading._shutdown()
-    atexit._run_exitfuncs()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    """The installed `tfxline` command (and `python -m pipeline.cli`)."""
+    speedups.exit_process(main())
 
 
 if __name__ == "__main__":

@@ -7,7 +7,9 @@ from config import PipelineConfig
 
 
 def compile_pipeline(config: PipelineConfig, output_file: str) -> str:
-    from tfx import v1 as tfx
+    # Not `tfx.v1`: it also imports TFX's Google Cloud extensions, which this compile never uses.
+    from tfx.orchestration.kubeflow.v2.kubeflow_v2_dag_runner import (KubeflowV2DagRunner,
+                                                                       KubeflowV2DagRunnerConfig)
 
     from pipeline.pipeline import create_pipeline
 
@@ -24,8 +26,8 @@ def compile_pipeline(config: PipelineConfig, output_file: str) -> str:
         edge_dir=kubeflow.edge_dir,
         beam_pipeline_args=["--direct_running_mode=multi_processing", "--direct_num_workers=0"])
     output_file = os.path.abspath(output_file)
-    runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
-        config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=kubeflow.image),
+    runner = KubeflowV2DagRunner(
+        config=KubeflowV2DagRunnerConfig(default_image=kubeflow.image),
         output_dir=os.path.dirname(output_file),
         output_filename=os.path.basename(output_file))
     runner.run(tfx_pipeline)

@@ -1,7 +1,6 @@
 """Running the pipeline locally: LocalDagRunner, Beam DirectRunner, SQLite MLMD, and one
 progress line per component instead of TFX's and TensorFlow's logs (unless verbose)."""
 import contextlib
-import gc
 import logging
 import os
 import sys
@@ -9,7 +8,7 @@ import time
 import warnings
 from typing import Callable, Iterator, List
 
-from config import PipelineConfig
+from config import PipelineConfig, speedups
 
 QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "GRPC_VERBOSITY": "ERROR", "AUTOGRAPH_VERBOSITY": "0"}
 # `tf.keras` is tf-keras (Keras 2), the Keras that the Trainer, TFT's TransformFeaturesLayer and
@@ -65,15 +64,6 @@ def beam_pipeline_args(config: PipelineConfig) -> List[str]:
     else:
         mode = ["--direct_running_mode=multi_processing", f"--direct_num_workers={config.beam.workers}"]
     return mode + [LOCAL_WORKER_FLAG, LOCAL_PICKLER_FLAG] + list(config.beam.extra_args)
-
-
-def workers_in_process(args: List[str]) -> bool:
-    """Whether Beam runs these pipeline args on the DirectRunner's in-memory workers."""
-    from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
-
-    options = PipelineOptions(args)
-    return (options.view_as(StandardOptions).runner in (None, "DirectRunner")
-            and options.view_as(DirectOptions).direct_running_mode == "in_memory")
 
 
 def build_local_pipeline(config: PipelineConfig):
@@ -142,14 +132,11 @@ def native_stderr_to(path: str) -> Iterator[None]:
 def run_local(config: PipelineConfig, verbose: bool = False, write: Callable[[str], None] = print) -> float:
     """Runs the pipeline; returns its wall time. Raises what the failing component raised."""
     prepare_environment(verbose)
+    # Before TFX and Beam are imported: one of them defers imports that Beam makes.
+    speedups.activate(config.speedups, beam_pipeline_args(config))
     from absl import logging as absl_logging
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
-    from pipeline import beam_caches, beam_pickling
-
-    beam_caches.install()
-    if workers_in_process(beam_pipeline_args(config)):
-        beam_pickling.install()
     reporter = ProgressReporter(0, write)
     absl_logger = absl_logging.get_absl_logger()
     previous = (absl_logger.level, absl_logger.propagate)
@@ -164,22 +151,16 @@ def run_local(config: PipelineConfig, verbose: bool = False, write: Callable[[st
         absl_logging.use_absl_handler()
         logging.getLogger().setLevel(logging.INFO)
     started = time.monotonic()
-    thresholds = gc.get_threshold()
     try:
         tfx_pipeline = build_local_pipeline(config)
         reporter.total = len(tfx_pipeline.components)
-        # What exists now (TFX, TensorFlow, Beam and their modules) lives as long as the process:
-        # frozen, no collection walks it again, nor the one at interpreter exit (1.3 s). Graph
-        # building allocates so fast that the default threshold collects thousands of times a run.
-        gc.freeze()
-        gc.set_threshold(10_000, thresholds[1], thresholds[2])
-        with contextlib.nullcontext() if verbose else native_stderr_to(log_path(config)):
+        with speedups.collector_settings(), \
+                contextlib.nullcontext() if verbose else native_stderr_to(log_path(config)):
             LocalDagRunner().run(tfx_pipeline)
     except BaseException:
         reporter.report_failure()
         raise
     finally:
-        gc.set_threshold(*thresholds)
         absl_logger.removeHandler(reporter)
         del absl_logger.setLevel
         absl_logger.setLevel(previous[0])

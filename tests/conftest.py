@@ -93,3 +93,16 @@ def taxi_run(tmp_path_factory, small_taxi_dir):
     if error is not None:
         raise error
     return PipelineRun(config, root, lines)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory, taxi_rows):
+    """A small taxi model trained, pushed and exported for the edge by the components' executors
+    (tests/tiny_model.py), with the local run's speed-ups, as `tfxline run` has them."""
+    from config import speedups
+    from tests import tiny_model as builder
+
+    speedups.activate(beam_args=["--direct_running_mode=in_memory", "--direct_num_workers=1"])
+    root = tmp_path_factory.mktemp("tiny_model")
+    header, rows = taxi_rows
+    return builder.build(root, header, rows, write_config(root, training={"epochs": 2}))

@@ -1,10 +1,15 @@
 """Reading what a test pipeline run produced."""
 import glob
 import os
+import sys
+from pathlib import Path
 
 import tensorflow as tf
 
 from pipeline import local, mlmd
+
+# The installed console script of the environment the tests run in: user paths are tested as users run them.
+TFXLINE = str(Path(sys.executable).with_name("tfxline"))
 
 
 def store_for(config):
@@ -16,12 +21,16 @@ def latest_artifact_uri(config, component: str, output: str) -> str:
     return run[component].output(output).uri
 
 
-def eval_examples(config, limit: int = 200) -> list:
-    """Serialized tf.Examples of the run's eval split."""
-    uri = latest_artifact_uri(config, "CsvExampleGen", "examples")
-    files = sorted(glob.glob(os.path.join(uri, "Split-eval", "*")))
+def split_examples(examples_uri: str, split: str = "eval", limit: int = 200) -> list:
+    """Serialized tf.Examples of one split of an Examples artifact."""
+    files = sorted(glob.glob(os.path.join(examples_uri, f"Split-{split}", "*")))
     dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").take(limit)
     return [record.numpy() for record in dataset]
+
+
+def eval_examples(config, limit: int = 200) -> list:
+    """Serialized tf.Examples of the latest run's eval split."""
+    return split_examples(latest_artifact_uri(config, "CsvExampleGen", "examples"), "eval", limit)
 
 
 def example_rows(serialized, names) -> list:

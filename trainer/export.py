@@ -9,7 +9,7 @@ import os
 
 import tensorflow as tf
 
-from config import PipelineConfig, names
+from config import PipelineConfig, names, speedups
 
 SERVING_DEFAULT = "serving_default"
 SERVING_RAW = "serving_raw"
@@ -23,7 +23,9 @@ def _missing_value(spec, feature):
         value = value.tolist() if hasattr(value, "tolist") else value
         value = value[0] if isinstance(value, (list, tuple)) else value
         return value.decode() if isinstance(value, bytes) else value
-    return feature.default
+    # The column's type comes from the data: a numeric feature's default is 0.0 in the config even
+    # where every value in the data is a whole number and the input is int64.
+    return int(feature.default) if spec.dtype.is_integer else feature.default
 
 
 def raw_inputs(config: PipelineConfig, tft_output) -> list:
@@ -52,15 +54,18 @@ def _lookup_tables(model) -> list:
 
 class _Exporter(tf.Module):
     """What the SavedModel holds: the Transform graph's resources, the model's variables and
-    lookup tables, and the signatures. No Keras object is tracked, neither the model nor TFT's
-    TransformFeaturesLayer (itself a Keras model): tf.saved_model.save would trace every Keras
-    layer again for Keras serialization, which took most of the export time and slows every load."""
+    lookup tables, and the signatures. The model is not tracked, and with the tft-tracked-resources
+    speed-up neither is TFT's TransformFeaturesLayer (itself a Keras model): tf.saved_model.save
+    would trace every Keras layer again for Keras serialization, most of the export's time."""
 
     def __init__(self, model, tft_output, transform_layer, config: PipelineConfig):
         super().__init__()
-        # The tables and vocabulary assets of the Transform graph: the same dict the layer
-        # tracks to save them (TFT 1.16's TransformFeaturesLayer.__init__).
-        self.transform_resources = transform_layer._saved_model_loader_tracked_dict
+        if speedups.active("tft-tracked-resources"):
+            # The tables and vocabulary assets of the Transform graph: the same dict the layer
+            # tracks to save them (TFT 1.16's TransformFeaturesLayer.__init__).
+            self.transform_resources = transform_layer._saved_model_loader_tracked_dict
+        else:
+            self.transform_layer = transform_layer
         self.model_variables = list(model.variables)
         self.lookup_tables = _lookup_tables(model)
         full_spec = tft_output.raw_feature_spec()

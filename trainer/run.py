@@ -10,7 +10,6 @@ from config import PipelineConfig
 from trainer.data import make_dataset
 from trainer.export import export_model
 from trainer.model import build_model
-from trainer.transform_layer import load_transform_layer
 
 
 # Nothing here has data-dependent Python control flow: AutoGraph transpiling the Keras, tf.distribute,
@@ -21,7 +20,7 @@ def run_fn(fn_args) -> None:
     keras.utils.set_random_seed(config.training.seed)
     tft_output = tft.TFTransformOutput(fn_args.transform_output)
     # One load of the Transform graph, for the training data and for the export.
-    transform_layer = load_transform_layer(tft_output)
+    transform_layer = tft_output.transform_features_layer()
 
     # The eval split is the Evaluator's (TFMA, with slices and thresholds); training does not peek.
     train = make_dataset(fn_args.train_files, fn_args.data_accessor, tft_output, transform_layer, config)

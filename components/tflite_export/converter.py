@@ -8,6 +8,8 @@ from typing import Any
 import tensorflow as tf
 from tensorflow.lite.tools import flatbuffer_utils
 
+from config import speedups
+
 from trainer.export import SERVING_RAW
 
 
@@ -50,5 +52,7 @@ def convert(saved_model_dir: str) -> Conversion:
     float_model = without_tensor_names(converter.convert())
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     quantized_model = without_tensor_names(converter.convert())
-    # TF 2.16's converter keeps the loaded SavedModel in this attribute; the export tests cover it.
-    return Conversion(float_model, quantized_model, converter._trackable_obj)
+    if speedups.active("tflite-loaded-model"):
+        # TF 2.16's converter keeps the SavedModel it loaded in this attribute.
+        return Conversion(float_model, quantized_model, converter._trackable_obj)
+    return Conversion(float_model, quantized_model, tf.saved_model.load(saved_model_dir))

@@ -1,13 +1,12 @@
 """Bad data stops the run before training; nothing is pushed; the serving directory is untouched."""
 import os
 import subprocess
-import sys
 
 import pytest
 
 from pipeline import mlmd
 from tests.conftest import run_pipeline, write_config, write_csv
-from tests.helpers import progress_fields, store_for
+from tests.helpers import TFXLINE, progress_fields, store_for
 
 pytestmark = pytest.mark.e2e
 ROWS = 1000
@@ -80,7 +79,7 @@ def test_cli_stops_unreadable_csv_before_any_tfx_work(tmp_path, taxi_rows, damag
         data.mkdir()
         (data / "data.csv").write_text("")
     config_path = write_config(tmp_path, data={"path": str(data)}, output={"root": str(tmp_path / "out")})
-    result = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "--config", str(config_path)],
+    result = subprocess.run([TFXLINE, "run", "--config", str(config_path)],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
     assert result.stderr.startswith("tfxline: data error:") and message in result.stderr

@@ -1,4 +1,4 @@
-"""`tfxline edge serve` on a real pipeline's published TFLite model: TF Serving's REST API,
+"""`tfxline edge serve` on a published TFLite model of a real Trainer: TF Serving's REST API,
 answers matching the SavedModel, bad requests refused, versions swapped only when they verify."""
 import os
 import shutil
@@ -12,18 +12,18 @@ import requests
 
 from serving.edge import runtime
 from serving.registry import versions_on_disk
-from tests.helpers import eval_examples, example_rows, pushed_versions
+from tests.helpers import TFXLINE, example_rows, split_examples
 from tests.serving.conftest import free_port, wait_until
 
 
 @pytest.fixture(scope="module")
-def device(taxi_run, tmp_path_factory):
+def device(tiny_model, tmp_path_factory):
     """A copy of the published edge directory (so tests can publish more) and a server on it."""
     edge_dir = tmp_path_factory.mktemp("device") / "edge"
-    shutil.copytree(taxi_run.config.output.edge, edge_dir)
+    shutil.copytree(os.path.dirname(tiny_model.edge_base), edge_dir)
     port = free_port()
     log_path = edge_dir.parent / "edge-serve.log"
-    process = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "edge", "serve", "--edge-dir", str(edge_dir),
+    process = subprocess.Popen([TFXLINE, "edge", "serve", "--edge-dir", str(edge_dir),
                                 "--model-name", "taxi", f"--rest_api_port={port}",
                                 "--file_system_poll_wait_seconds=0.5"],
                                stdout=open(log_path, "w"), stderr=subprocess.STDOUT)
@@ -43,20 +43,20 @@ def _ready(url):
         return False
 
 
-def _rows(taxi_run, base, limit=40):
+def _rows(tiny_model, base, limit=40):
     model = runtime.load_newest(str(base))
     defaults = {item["name"]: item["default"] for item in model.inputs}
-    rows = [{**defaults, **row} for row in example_rows(eval_examples(taxi_run.config, limit=limit), set(defaults))]
+    rows = [{**defaults, **row} for row in example_rows(split_examples(tiny_model.examples_uri, "eval", limit), set(defaults))]
     rows[0]["payment_type"] = "Bitcoin"  # unseen: the out-of-vocabulary bucket, as in the SavedModel
     return model, rows
 
 
-def test_predictions_match_the_saved_model(taxi_run, device):
+def test_predictions_match_the_saved_model(tiny_model, device):
     import tensorflow as tf
 
     base, url, _ = device
-    model, rows = _rows(taxi_run, base)
-    version_dir = os.path.join(taxi_run.config.output.serving, "taxi", pushed_versions(taxi_run.config)[-1])
+    model, rows = _rows(tiny_model, base)
+    version_dir = os.path.join(tiny_model.serving_base, tiny_model.version)
     expected = tf.saved_model.load(version_dir).signatures["serving_raw"](**{
         name: tf.constant(values) for name, values in runtime.to_columns(rows, model.inputs).items()})["scores"].numpy()
     by_row = requests.post(url + ":predict", json={"signature_name": "serving_raw", "instances": rows}).json()
@@ -72,9 +72,9 @@ def test_predictions_match_the_saved_model(taxi_run, device):
     (lambda row: row.pop("company"), 400, "keys must be equal to"),
     (lambda row: row.update(tip=1.0), 400, "does not have named input: tip"),
 ])
-def test_bad_requests_get_tf_serving_errors_and_the_server_keeps_serving(taxi_run, device, change, status, message):
+def test_bad_requests_get_tf_serving_errors_and_the_server_keeps_serving(tiny_model, device, change, status, message):
     base, url, _ = device
-    _, rows = _rows(taxi_run, base, limit=2)
+    _, rows = _rows(tiny_model, base, limit=2)
     change(rows[1])
     response = requests.post(url + ":predict", json={"instances": rows})
     assert response.status_code == status and message in response.json()["error"]
@@ -90,9 +90,9 @@ def test_classify_on_the_edge_is_refused_as_tf_serving_refuses_a_signature_witho
     assert "No classification inputs found in SignatureDef: serving_default" in response.json()["error"]
 
 
-def test_inputs_of_the_wrong_rank_are_refused(taxi_run, device):
+def test_inputs_of_the_wrong_rank_are_refused(tiny_model, device):
     base, url, _ = device
-    model, rows = _rows(taxi_run, base, limit=2)
+    model, rows = _rows(tiny_model, base, limit=2)
     columns = {item["name"]: [[row[item["name"]]] for row in rows] for item in model.inputs}
     response = requests.post(url + ":predict", json={"inputs": columns})
     assert response.status_code == 400 and "one value per example" in response.json()["error"]
@@ -107,10 +107,10 @@ def _publish_copy(base, source_version, version, corrupt=False):
     staging.rename(base / str(version))
 
 
-def test_versions_swap_only_when_their_hashes_verify(taxi_run, device):
+def test_versions_swap_only_when_their_hashes_verify(tiny_model, device):
     base, url, log_path = device
     good = versions_on_disk(str(base))[-1]
-    _, rows = _rows(taxi_run, base, limit=1)
+    _, rows = _rows(tiny_model, base, limit=1)
     _publish_copy(base, good, good + 1, corrupt=True)
     wait_until(lambda: "sha256 does not match the manifest" in log_path.read_text(), timeout=30)
     response = requests.post(url + ":predict", json={"instances": rows})

@@ -1,4 +1,4 @@
-"""The edge runtime on a real pipeline's published TFLite model: LiteRT only, no TensorFlow."""
+"""The edge runtime on a published TFLite model of a real Trainer: LiteRT only, no TensorFlow."""
 import json
 import logging
 import os
@@ -12,12 +12,12 @@ import pytest
 
 from serving.edge import runtime
 from serving.registry import versions_on_disk
-from tests.helpers import eval_examples, example_rows, pushed_versions
+from tests.helpers import TFXLINE, example_rows, split_examples
 
 
 @pytest.fixture(scope="module")
-def edge_base(taxi_run):
-    return os.path.join(taxi_run.config.output.edge, "taxi")
+def edge_base(tiny_model):
+    return tiny_model.edge_base
 
 
 @pytest.fixture(scope="module")
@@ -33,22 +33,25 @@ def test_runtime_imports_and_predicts_without_tensorflow(edge_base, tmp_path):
             "sys.exit(rc)")
     result = subprocess.run([sys.executable, "-c", code, str(rows), os.path.dirname(edge_base)],
                             capture_output=True, text=True, timeout=120)
+    installed = subprocess.run([TFXLINE, "edge", "predict", str(rows), "--edge-dir", os.path.dirname(edge_base)],
+                               capture_output=True, text=True, timeout=120)
+    assert installed.returncode == 0 and installed.stdout.splitlines()[0] == result.stdout.splitlines()[0]
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert lines[-1] == "no TF"
     assert 0.0 <= json.loads(lines[0])["scores"][0] <= 1.0
 
 
-def test_edge_scores_match_the_saved_model_with_unseen_and_missing_values(taxi_run, model):
+def test_edge_scores_match_the_saved_model_with_unseen_and_missing_values(tiny_model, model):
     import tensorflow as tf
 
     names = {item["name"] for item in model.inputs}
-    rows = example_rows(eval_examples(taxi_run.config, limit=200), names)
+    rows = example_rows(split_examples(tiny_model.examples_uri, "eval", limit=200), names)
     for row in rows[::4]:
         row["payment_type"] = "Bitcoin"
         row.pop("company", None)
         row.pop("trip_miles", None)
-    version_dir = os.path.join(taxi_run.config.output.serving, "taxi", pushed_versions(taxi_run.config)[-1])
+    version_dir = os.path.join(tiny_model.serving_base, tiny_model.version)
     saved_model = tf.saved_model.load(version_dir)
     expected = saved_model.signatures["serving_raw"](**{
         name: tf.constant(values) for name, values in runtime.to_columns(rows, model.inputs).items()})["scores"]
@@ -67,8 +70,8 @@ def test_bad_rows_are_refused_with_the_feature_named(model, row, message):
     assert message in str(error.value)
 
 
-def test_concurrent_requests_get_the_answers_of_sequential_ones(taxi_run, model):
-    rows = example_rows(eval_examples(taxi_run.config, limit=64), {i["name"] for i in model.inputs})
+def test_concurrent_requests_get_the_answers_of_sequential_ones(tiny_model, model):
+    rows = example_rows(split_examples(tiny_model.examples_uri, "eval", limit=64), {i["name"] for i in model.inputs})
     sequential = [model.predict([row]) for row in rows]
     with ThreadPoolExecutor(max_workers=8) as pool:
         concurrent = list(pool.map(lambda row: model.predict([row]), rows * 4))

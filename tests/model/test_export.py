@@ -1,4 +1,4 @@
-"""The exported SavedModel of a real pipeline run: signatures, parity between them, assets."""
+"""The exported SavedModel of a real Trainer run: signatures, parity between them, assets."""
 import json
 import os
 
@@ -7,12 +7,12 @@ import pytest
 import tensorflow as tf
 
 from trainer import export
-from tests.helpers import eval_examples, latest_artifact_uri
+from tests.helpers import split_examples
 
 
 @pytest.fixture(scope="module")
-def saved_model_dir(taxi_run):
-    return os.path.join(latest_artifact_uri(taxi_run.config, "Trainer", "model"), "Format-Serving")
+def saved_model_dir(tiny_model):
+    return tiny_model.saved_model_dir
 
 
 @pytest.fixture(scope="module")
@@ -21,8 +21,8 @@ def loaded(saved_model_dir):
 
 
 @pytest.fixture(scope="module")
-def examples(taxi_run):
-    return eval_examples(taxi_run.config, limit=300)
+def examples(tiny_model):
+    return split_examples(tiny_model.examples_uri, "eval", limit=300)
 
 
 def _raw_columns(serialized: list, raw_inputs: list) -> dict:
@@ -40,22 +40,22 @@ def _raw_columns(serialized: list, raw_inputs: list) -> dict:
             for i, (name, values) in enumerate(columns.items())}
 
 
-def test_three_signatures_with_the_documented_inputs(loaded, taxi_run):
+def test_three_signatures_with_the_documented_inputs(loaded, tiny_model):
     signatures = loaded.signatures
     assert set(signatures) == {export.SERVING_DEFAULT, export.SERVING_RAW, export.TRANSFORM_FEATURES}
     _, default_inputs = signatures[export.SERVING_DEFAULT].structured_input_signature
     assert {name: spec.dtype for name, spec in default_inputs.items()} == {"examples": tf.string}
     _, raw_inputs = signatures[export.SERVING_RAW].structured_input_signature
-    assert set(raw_inputs) == set(taxi_run.config.feature_names)
+    assert set(raw_inputs) == set(tiny_model.config.feature_names)
     assert all(spec.shape.as_list() == [None] for spec in raw_inputs.values())
     assert raw_inputs["payment_type"].dtype == tf.string and raw_inputs["fare"].dtype == tf.float32
     assert set(signatures[export.SERVING_DEFAULT].structured_outputs) == {"scores"}
 
 
-def test_raw_features_asset_lists_inputs_in_order_with_defaults(saved_model_dir, taxi_run):
+def test_raw_features_asset_lists_inputs_in_order_with_defaults(saved_model_dir, tiny_model):
     with open(os.path.join(saved_model_dir, export.RAW_FEATURES_FILE)) as handle:
         raw_inputs = json.load(handle)
-    assert [item["name"] for item in raw_inputs] == taxi_run.config.feature_names
+    assert [item["name"] for item in raw_inputs] == tiny_model.config.feature_names
     by_name = {item["name"]: item for item in raw_inputs}
     assert by_name["payment_type"] == {"name": "payment_type", "dtype": "string", "default": ""}
     assert by_name["trip_start_hour"]["dtype"] == "int64"

@@ -1,16 +1,16 @@
-"""TFLite export of a real pipeline's model: conversion, parity, refusal with numbers."""
+"""TFLite export of a real Trainer's model: conversion, parity, refusal with numbers."""
 import json
 import os
 
 import pytest
 
 from components.tflite_export import converter, executor, manifest, parity
-from tests.helpers import eval_examples, latest_artifact_uri, pushed_versions
+from tests.helpers import split_examples
 
 
 @pytest.fixture(scope="module")
-def saved_model_dir(taxi_run):
-    return os.path.join(latest_artifact_uri(taxi_run.config, "Trainer", "model"), "Format-Serving")
+def saved_model_dir(tiny_model):
+    return tiny_model.saved_model_dir
 
 
 def _settings(tmp_path, **overrides):
@@ -18,9 +18,10 @@ def _settings(tmp_path, **overrides):
             "label_name": "big_tipper", "max_score_diff": 1e-4, "max_metric_drop": 0.005, **overrides}
 
 
-def test_pipeline_published_the_edge_model_under_the_serving_version(taxi_run):
-    version = pushed_versions(taxi_run.config)[-1]
-    directory = os.path.join(taxi_run.config.output.edge, "taxi", version)
+def test_the_edge_model_is_published_under_the_serving_version(tiny_model):
+    version = tiny_model.version
+    assert os.path.isfile(os.path.join(tiny_model.serving_base, version, "saved_model.pb"))
+    directory = os.path.join(tiny_model.edge_base, version)
     with open(os.path.join(directory, manifest.MANIFEST)) as handle:
         content = json.load(handle)
     assert content["version"] == int(version)
@@ -30,27 +31,27 @@ def test_pipeline_published_the_edge_model_under_the_serving_version(taxi_run):
     metrics = content["metrics"]
     assert metrics["max_score_diff"] <= 1e-4
     assert metrics["saved_model_metric"] - metrics["quantized_metric"] <= 0.005
-    assert [item["name"] for item in content["inputs"]] == taxi_run.config.feature_names
+    assert [item["name"] for item in content["inputs"]] == tiny_model.config.feature_names
 
 
-def test_a_model_that_misses_the_parity_bound_is_refused_with_numbers(taxi_run, saved_model_dir, tmp_path):
-    examples = eval_examples(taxi_run.config, limit=300)
+def test_a_model_that_misses_the_parity_bound_is_refused_with_numbers(tiny_model, saved_model_dir, tmp_path):
+    examples = split_examples(tiny_model.examples_uri, "eval", limit=300)
     with pytest.raises(parity.ParityError, match=r"float TFLite differs from the SavedModel by up to .* \(allowed 1e-12\)"):
         executor.export(saved_model_dir, examples, "7", _settings(tmp_path, max_score_diff=1e-12))
     assert not (tmp_path / "edge").exists()
 
 
-def test_quantized_metric_drop_is_checked(taxi_run, saved_model_dir, tmp_path):
-    examples = eval_examples(taxi_run.config, limit=300)
+def test_quantized_metric_drop_is_checked(tiny_model, saved_model_dir, tmp_path):
+    examples = split_examples(tiny_model.examples_uri, "eval", limit=300)
     with pytest.raises(parity.ParityError, match=r"quantized auc .* below the SavedModel's"):
         executor.export(saved_model_dir, examples, "7", _settings(tmp_path, max_metric_drop=-1.0))
 
 
-def test_rows_with_unseen_categories_and_missing_values_match(taxi_run, saved_model_dir):
+def test_rows_with_unseen_categories_and_missing_values_match(tiny_model, saved_model_dir):
     import tensorflow as tf
 
     records = []
-    for record in eval_examples(taxi_run.config, limit=50):
+    for record in split_examples(tiny_model.examples_uri, "eval", limit=50):
         example = tf.train.Example.FromString(record)
         example.features.feature["payment_type"].bytes_list.value[:] = [b"Bitcoin"]
         del example.features.feature["company"]

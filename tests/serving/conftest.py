@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.helpers import TFXLINE
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -61,7 +63,7 @@ class Server:
     def __init__(self, args, cwd: Path):
         self.rest_port, self.grpc_port = free_port(), free_port()
         self.log_path = cwd / f"server-{self.rest_port}.log"
-        command = [sys.executable, "-m", "pipeline.cli", "serve", f"--port={self.grpc_port}",
+        command = [TFXLINE, "serve", f"--port={self.grpc_port}",
                    f"--rest_api_port={self.rest_port}", *args]
         self.process = subprocess.Popen(command, stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT,
                                         cwd=str(cwd))

@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from serving.client import CanaryClient, PredictionError, ServingClient, ShadowClient
-from tests.helpers import eval_examples, example_rows, pushed_versions
+from tests.helpers import example_rows, split_examples
 from tests.serving.conftest import free_port, Server
 
 
@@ -62,8 +62,8 @@ def test_shadow_answers_from_stable_and_logs_disagreements(server, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def taxi_server(taxi_run, tmp_path_factory):
-    serving_dir = taxi_run.config.output.serving
+def taxi_server(tiny_model, tmp_path_factory):
+    serving_dir = os.path.dirname(tiny_model.serving_base)
     running = Server([f"--model_config_file={os.path.join(serving_dir, 'models.local.config')}", "--enable_batching"],
                      tmp_path_factory.mktemp("taxi_server"))
     try:
@@ -73,12 +73,12 @@ def taxi_server(taxi_run, tmp_path_factory):
         running.stop()
 
 
-def test_the_pushed_taxi_model_answers_as_the_saved_model_does(taxi_run, taxi_server):
-    version_dir = os.path.join(taxi_run.config.output.serving, "taxi", pushed_versions(taxi_run.config)[-1])
+def test_the_pushed_taxi_model_answers_as_the_saved_model_does(tiny_model, taxi_server):
+    version_dir = os.path.join(tiny_model.serving_base, tiny_model.version)
     with open(os.path.join(version_dir, "assets.extra", "raw_features.json")) as handle:
         inputs = json.load(handle)
     defaults = {item["name"]: item["default"] for item in inputs}
-    rows = [{**defaults, **row} for row in example_rows(eval_examples(taxi_run.config, limit=50), set(defaults))]
+    rows = [{**defaults, **row} for row in example_rows(split_examples(tiny_model.examples_uri, "eval", 50), set(defaults))]
     signature = tf.saved_model.load(version_dir).signatures["serving_raw"]
     expected = signature(**{item["name"]: tf.constant([row[item["name"]] for row in rows], tf.as_dtype(item["dtype"]))
                             for item in inputs})["scores"].numpy()

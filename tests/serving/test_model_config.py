@@ -298,9 +298,8 @@ def test_serving_modules_do_not_import_tensorflow():
     assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.e2e
-def test_the_pusher_writes_the_configs_next_to_the_pushed_model(taxi_run):
-    serving = taxi_run.config.output.serving
+def test_the_pusher_writes_the_configs_next_to_the_pushed_model(tiny_model):
+    serving = os.path.dirname(tiny_model.serving_base)
     versions = versions_on_disk(os.path.join(serving, "taxi"))
     assert len(versions) == 1
     entry = _entry(os.path.join(serving, "models.config"))

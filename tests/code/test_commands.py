@@ -1,0 +1,84 @@
+"""Every command as installed: `--help` answers, flags are spelled by one rule, a failure is one line."""
+import argparse
+import importlib
+import subprocess
+
+import pytest
+
+from pipeline import cli
+from tests.helpers import TFXLINE
+
+# tensorflow_model_server's flags (tensorflow_serving/model_servers/main.cc): tfxline keeps their spelling.
+TF_SERVING_FLAGS = {
+    "port", "grpc_socket_path", "rest_api_port", "rest_api_num_threads", "rest_api_timeout_in_ms",
+    "rest_api_enable_cors_support", "enable_batching", "allow_version_labels_for_unavailable_models",
+    "batching_parameters_file", "enable_per_model_batching_parameters", "model_config_file",
+    "model_config_file_poll_wait_seconds", "model_name", "model_base_path", "num_load_threads",
+    "num_unload_threads", "max_num_load_retries", "load_retry_interval_micros", "file_system_poll_wait_seconds",
+    "flush_filesystem_caches", "tensorflow_session_parallelism", "tensorflow_session_config_file",
+    "tensorflow_intra_op_parallelism", "tensorflow_inter_op_parallelism", "use_alts_credentials",
+    "ssl_config_file", "platform_config_file", "per_process_gpu_memory_fraction", "saved_model_tags",
+    "grpc_channel_arguments", "grpc_max_threads", "enable_model_warmup", "num_request_iterations_for_warmup",
+    "version", "monitoring_config_file", "remove_unused_fields_from_bundle_metagraph", "prefer_tflite_model",
+    "num_tflite_pools", "num_tflite_interpreters_per_pool", "enable_signature_method_name_check",
+    "xla_cpu_compilation_enabled", "enable_profiler", "thread_pool_factory_config_file",
+}
+
+
+def subcommands(words: tuple, parser: argparse.ArgumentParser):
+    """(words, parser) for every leaf command under `parser`."""
+    choices = [action.choices for action in parser._actions if isinstance(action, argparse._SubParsersAction)]
+    if not choices:
+        yield words, parser
+        return
+    for name, child in choices[0].items():
+        if name in cli.DELEGATED and not words:
+            child = importlib.import_module(cli.DELEGATED[name][0]).build_parser()
+        yield from subcommands(words + (name,), child)
+
+
+COMMANDS = dict(subcommands((), cli.build_parser()))
+
+
+def test_every_documented_command_exists():
+    names = {" ".join(words) for words in COMMANDS}
+    assert {"run", "compile", "schema draft", "serve", "release status", "release canary", "release promote",
+            "release rollback", "release clear-canary", "edge predict", "edge serve"} <= names
+
+
+@pytest.mark.parametrize("words", sorted(COMMANDS), ids=" ".join)
+def test_help_of_the_installed_command(words):
+    result = subprocess.run([TFXLINE, *words, "--help"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"usage: tfxline {' '.join(words)}")
+    assert result.stderr == ""
+
+
+@pytest.mark.parametrize("words", sorted(COMMANDS), ids=" ".join)
+def test_flags_follow_one_spelling_rule(words):
+    for action in COMMANDS[words]._actions:
+        long_options = [option[2:] for option in action.option_strings if option.startswith("--")]
+        if not long_options or long_options == ["help"]:
+            continue
+        primary = long_options[0]
+        if primary in TF_SERVING_FLAGS:
+            continue  # tensorflow_model_server's own spelling
+        assert "_" not in primary, f"tfxline {' '.join(words)} --{primary}: tfxline's own flags are kebab-case"
+        if "-" in primary:
+            assert primary.replace("-", "_") in long_options, f"--{primary} lacks its snake_case alias"
+
+
+@pytest.mark.parametrize("argv, problem", [
+    (["compile", "--config", "/no/such.yaml"], "config error: /no/such.yaml: config file not found"),
+    (["schema", "draft", "--config", "/no/such.yaml", "--output", "x.pbtxt"], "config error"),
+    (["run", "--config", "/no/such.yaml"], "config error"),
+    (["serve"], "give --model_base_path"),
+    (["release", "status", "--serving-dir", "/no/such/dir"], "no models.config in /no/such/dir"),
+    (["edge", "predict", "rows.csv", "--edge-dir", "/no/such/dir"], "no loadable model"),
+])
+def test_a_failing_command_prints_one_line(argv, problem, tmp_path):
+    result = subprocess.run([TFXLINE, *argv], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert result.returncode != 0
+    assert problem in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "Traceback" not in result.stderr
