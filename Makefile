@@ -1,18 +1,32 @@
 # The two set-up commands of the README: `make run` and `make test`.
 VENV := .venv
 PYTEST_ARGS ?=
+FAST_TIER := tests/code tests/data tests/model tests/serving tests/edge
 
-.PHONY: run test test-all env
+.PHONY: run test test-fast test-all lint env system-packages
 
 env:
 	@./.ci/bootstrap
 
+system-packages:
+	@./.ci/install-system-packages
+
 run: env
 	$(VENV)/bin/tfxline run
 
-# Default test run: everything but tests marked slow (full pipeline runs on the whole data).
-test: env
+# Layers and style first: a change that breaks a layer fails here, in seconds.
+lint: env
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/ruff check .
+
+# The default test run: the fast tier and the end-to-end tier (real pipeline runs on a sample);
+# tests marked slow (full-data runs) are left out.
+test: lint system-packages
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
-test-all: env
+# Code, data, model, serving and edge tests: no pipeline run.
+test-fast: lint system-packages
+	$(VENV)/bin/python -m pytest -m "not slow and not e2e" $(FAST_TIER) $(PYTEST_ARGS)
+
+test-all: lint system-packages
 	$(VENV)/bin/python -m pytest -m "" $(PYTEST_ARGS)

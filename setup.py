@@ -1,7 +1,7 @@
 """tfxline: a TFX 1.16 pipeline, TF Serving-compatible serving and a TFLite edge runtime."""
 from setuptools import find_packages, setup
 
-PACKAGES = ("config", "pipeline", "components", "trainer", "schema", "serving")
+PACKAGES = ("config", "metadata", "pipeline", "components", "trainer", "schema", "serving")
 
 setup(
     name="tfxline",
@@ -29,7 +29,7 @@ setup(
         'uvloop>=0.18; sys_platform != "win32"',
     ],
     extras_require={
-        "test": ["pytest"],
+        "test": ["pytest", "import-linter==2.15", "ruff==0.17.6"],
         # The per-request FastAPI endpoint the serving benchmark compares against.
         "bench": ["fastapi", "uvicorn"],
     },

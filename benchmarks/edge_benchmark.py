@@ -59,9 +59,9 @@ def newest_version(config) -> str:
 
 def eval_records(config, limit: int) -> list:
     from components.tflite_export.executor import eval_examples
-    from pipeline import local, mlmd
+    from metadata import runs, store
 
-    run = mlmd.latest_run(mlmd.open_store(local.metadata_connection_config(config)), config.name)
+    run = runs.latest_run(store.open_store(config), config.name)
     return eval_examples(run["CsvExampleGen"].output("examples").uri, limit)
 
 

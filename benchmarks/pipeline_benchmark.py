@@ -110,25 +110,29 @@ def resample_csv(destination: Path, factor: int, seed: int = 11) -> int:
     return len(sample)
 
 
+def _store(metadata_path: str):
+    from ml_metadata.metadata_store import metadata_store
+    from ml_metadata.proto import metadata_store_pb2
+
+    return metadata_store.MetadataStore(metadata_store_pb2.ConnectionConfig(
+        sqlite=metadata_store_pb2.SqliteMetadataSourceConfig(filename_uri=metadata_path)))
+
+
 def component_seconds(metadata_path: str, pipeline_name: str) -> dict:
     """Each component's time in the pipeline's first run (later runs may be cached)."""
-    from tfx.orchestration import metadata
+    from metadata import runs
 
-    from pipeline import mlmd
-
-    store = mlmd.open_store(metadata.sqlite_metadata_connection_config(metadata_path))
-    return {name: runs[0].last_update_time_since_epoch / 1000 - runs[0].create_time_since_epoch / 1000
-            for name, runs in mlmd.executions_by_component(store, pipeline_name).items() if name}
+    return {name: executions[0].last_update_time_since_epoch / 1000 - executions[0].create_time_since_epoch / 1000
+            for name, executions in runs.executions_by_component(_store(metadata_path), pipeline_name).items()
+            if name}
 
 
 def output_uri(metadata_path: str, pipeline_name: str, component: str, key: str, base: Path) -> str:
     """Where the latest run's component wrote an output (relative URIs are relative to `base`)."""
-    from tfx.orchestration import metadata
+    from metadata import runs
 
-    from pipeline import mlmd
-
-    store = mlmd.open_store(metadata.sqlite_metadata_connection_config(metadata_path))
-    return str(base / mlmd.latest_run(store, pipeline_name)[component].output(key).uri)
+    store = _store(metadata_path)
+    return str(base / runs.latest_run(store, pipeline_name)[component].output(key).uri)
 
 
 def _canonical(record: bytes) -> tuple:
@@ -290,7 +294,8 @@ def main(argv=None) -> int:
         right = tfxline_components.get(name)
         lines.append(f"| {name} | {'' if left is None else f'{left:.1f} s'} | "
                      f"{'' if right is None else f'{right:.1f} s'} |")
-    lines += ["", f"Cached re-run summary line: `{next(l for l in cached_output.splitlines() if 'Summary' in l)}`"]
+    summary_line = next(line for line in cached_output.splitlines() if "Summary" in line)
+    lines += ["", f"Cached re-run summary line: `{summary_line}`"]
     targets = [
         ("wall time at most half the template's (median of the rounds' ratios)", f"{ratio:.2f}", ratio <= 0.5),
         ("eval AUC and accuracy at least the template's", f"AUC {tfxline_auc:.4f} vs {template_auc:.4f}, "

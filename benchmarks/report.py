@@ -2,7 +2,8 @@
 import datetime
 from pathlib import Path
 
-HEADER = "# tfxline benchmarks\n\nEach section is written by its script in `benchmarks/`; re-run the script to refresh it.\n"
+HEADER = ("# tfxline benchmarks\n\n"
+          "Each section is written by its script in `benchmarks/`; re-run the script to refresh it.\n")
 
 
 def write_section(path: Path, key: str, title: str, body: str) -> None:

@@ -95,8 +95,8 @@ Feature = Annotated[
 class LabelConfig(_Strict):
     """How the label is made from a raw column.
 
-    rule none: the column is the label (regression value, integer class id, or a class name
-    listed in `classes`); above: column > threshold; fraction_of_column_above:
+    rule none: the column is the label (regression value, 0/1 for binary, integer class id, or a
+    class name listed in `classes`); above: column > threshold; fraction_of_column_above:
     column > threshold * `of_column` (0 where `of_column` is missing)."""
 
     column: str
@@ -230,12 +230,14 @@ class PipelineConfig(_Strict):
             raise ValueError(f"label.column: '{self.label.column}' is also a feature")
         if self.task == "multiclass" and not self.label.classes:
             raise ValueError("label.classes: task 'multiclass' needs the list of class names")
-        if self.task == "binary" and self.label.rule == "none" and self.label.classes is None:
-            raise ValueError("label.rule: task 'binary' needs a rule (above, fraction_of_column_above) or 2 classes")
+        if self.task == "binary" and self.label.classes is not None and len(self.label.classes) != 2:
+            raise ValueError(f"label.classes: task 'binary' needs 2 classes, got {len(self.label.classes)} "
+                             "(or leave them out for a 0/1 column)")
         allowed = TASK_METRICS[self.task]
         for metric in list(self.evaluation.thresholds) + list(self.evaluation.change_thresholds):
             if metric not in allowed:
-                raise ValueError(f"evaluation: metric '{metric}' is not one of {sorted(allowed)} for task '{self.task}'")
+                raise ValueError(
+                    f"evaluation: metric '{metric}' is not one of {sorted(allowed)} for task '{self.task}'")
         for slice_keys in self.evaluation.slices:
             for key in slice_keys:
                 if key not in names:

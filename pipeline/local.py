@@ -9,6 +9,7 @@ import warnings
 from typing import Callable, Iterator, List
 
 from config import PipelineConfig, speedups
+from metadata import store
 
 QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "GRPC_VERBOSITY": "ERROR", "AUTOGRAPH_VERBOSITY": "0"}
 # `tf.keras` is tf-keras (Keras 2), the Keras that the Trainer, TFT's TransformFeaturesLayer and
@@ -30,22 +31,6 @@ def prepare_environment(verbose: bool) -> None:
 
 def pipeline_root(config: PipelineConfig) -> str:
     return os.path.abspath(os.path.join(config.output.root, "pipeline", config.name))
-
-
-def metadata_path(config: PipelineConfig) -> str:
-    return os.path.abspath(os.path.join(config.output.root, "metadata.sqlite"))
-
-
-def metadata_connection_config(config: PipelineConfig):
-    from tfx.orchestration import metadata
-
-    settings = config.metadata
-    if settings.kind == "mysql":
-        return metadata.mysql_metadata_connection_config(
-            host=settings.host, port=settings.port, database=settings.database, username=settings.user,
-            password=os.environ.get(settings.password_env, ""))
-    os.makedirs(os.path.dirname(metadata_path(config)), exist_ok=True)
-    return metadata.sqlite_metadata_connection_config(metadata_path(config))
 
 
 # Without a dependency flag, every Beam component first builds an sdist of TFX for remote
@@ -76,7 +61,7 @@ def build_local_pipeline(config: PipelineConfig):
         schema_path=config.schema_.curated_path if config.schema_.source == "curated" else None,
         serving_dir=os.path.abspath(config.output.serving),
         edge_dir=os.path.abspath(config.output.edge),
-        metadata_connection_config=metadata_connection_config(config),
+        metadata_connection_config=store.connection_config(config),
         beam_pipeline_args=beam_pipeline_args(config))
 
 

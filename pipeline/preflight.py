@@ -33,6 +33,13 @@ def input_files(config: PipelineConfig) -> List[str]:
     return [path for path in files if spans[path] == newest]
 
 
+ZERO_ONE = {"0", "1", "0.0", "1.0"}
+
+
+def _is_zero_one_label(config: PipelineConfig) -> bool:
+    return config.task == "binary" and config.label.rule == "none" and not config.label.classes
+
+
 def check_csv_files(config: PipelineConfig) -> int:
     """Returns the number of data rows; raises DataError naming the file, line and problem."""
     files = input_files(config)
@@ -50,11 +57,16 @@ def check_csv_files(config: PipelineConfig) -> int:
             if missing:
                 raise DataError(f"{path}: column(s) {missing} missing from the header; the config's "
                                 f"features and label.column must all be columns")
+            label = header.index(config.label.column) if _is_zero_one_label(config) else None
             file_rows = 0
             for line_number, row in enumerate(reader, start=2):
                 if len(row) != len(header):
                     raise DataError(f"{path}: line {line_number} has {len(row)} fields, the header has "
                                     f"{len(header)}; fix or remove the malformed row")
+                if label is not None and row[label].strip() not in ZERO_ONE:
+                    raise DataError(f"{path}: line {line_number}: label column '{config.label.column}' is "
+                                    f"{row[label]!r}; task 'binary' without a rule or classes needs 0 or 1 "
+                                    f"(or set label.rule, or label.classes with the 2 class names)")
                 file_rows += 1
             if file_rows == 0:
                 raise DataError(f"{path}: the file has a header but no data rows")

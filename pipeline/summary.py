@@ -3,7 +3,7 @@ import json
 import os
 from typing import Optional
 
-from pipeline import local, mlmd
+from metadata import runs, store
 from config import LOWER_IS_BETTER, PipelineConfig
 
 
@@ -45,7 +45,7 @@ def slice_metrics(config: PipelineConfig) -> list:
     [{"slice": "trip_start_hour=7", "auc": ..., ...}], the whole split first."""
     from pipeline.pipeline import RESOLVER_ID
 
-    run = mlmd.latest_run(mlmd.open_store(local.metadata_connection_config(config)), config.name)
+    run = runs.latest_run(store.open_store(config), config.name)
     has_baseline = bool(run[RESOLVER_ID].outputs.get("model"))
     rows = [{"slice": ", ".join(f"{k}={v}" for k, v in key) or "(all eval rows)", **values}
             for key, values in _slices(run["Evaluator"].output("evaluation").uri,
@@ -86,8 +86,7 @@ def _validation_failures(evaluation_uri: str) -> list:
 def collect(config: PipelineConfig) -> dict:
     from pipeline.pipeline import RESOLVER_ID
 
-    store = mlmd.open_store(local.metadata_connection_config(config))
-    run = mlmd.latest_run(store, config.name)
+    run = runs.latest_run(store.open_store(config), config.name)
     summary = {
         "pipeline": config.name,
         "components": [{"id": c.node_id, "cached": c.cached, "seconds": c.seconds} for c in run.values()],
@@ -136,7 +135,8 @@ def format_summary(summary: dict, seconds: float) -> str:
             rule = row["threshold"] or ""
             if row["max_drop"] is not None:
                 rule += f"{', ' if rule else ''}drop <= {row['max_drop']} vs baseline"
-            lines.append(f"  {name:<22}{_format_value(row['candidate']):>10}{_format_value(row['baseline']):>10}  {rule}")
+            values = f"{_format_value(row['candidate']):>10}{_format_value(row['baseline']):>10}"
+            lines.append(f"  {name:<22}{values}  {rule}")
         if summary["blessed"]:
             basis = "thresholds and baseline" if summary["has_baseline"] else \
                 "value thresholds (first model: no baseline yet)"

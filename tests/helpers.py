@@ -6,18 +6,18 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from pipeline import local, mlmd
+from metadata import runs, store
 
 # The installed console script of the environment the tests run in: user paths are tested as users run them.
 TFXLINE = str(Path(sys.executable).with_name("tfxline"))
 
 
 def store_for(config):
-    return mlmd.open_store(local.metadata_connection_config(config))
+    return store.open_store(config)
 
 
 def latest_artifact_uri(config, component: str, output: str) -> str:
-    run = mlmd.latest_run(store_for(config), config.name)
+    run = runs.latest_run(store_for(config), config.name)
     return run[component].output(output).uri
 
 

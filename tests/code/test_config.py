@@ -63,14 +63,13 @@ def test_cli_rejects_bad_config_in_one_line_without_importing_tensorflow(tmp_pat
     assert len(errors) == 1 and errors[0].startswith("tfxline: config error:") and "training.epochs" in errors[0]
 
 
-def test_every_command_has_help():
-    from pipeline.cli import build_parser
-
-    parser = build_parser()
-    for argv in (["--help"], ["run", "--help"], ["compile", "--help"], ["schema", "draft", "--help"]):
-        with pytest.raises(SystemExit) as exit_info:
-            parser.parse_args(argv)
-        assert exit_info.value.code == 0
+def test_a_binary_label_column_of_zeros_and_ones_needs_no_rule(tmp_path):
+    config = load_config(str(write_config(tmp_path / "a", label={"column": "defective", "rule": "none",
+                                                                   "threshold": None, "of_column": None})))
+    assert config.task == "binary" and config.label.rule == "none" and config.label.classes is None
+    with pytest.raises(ConfigError, match="label.classes: task 'binary' needs 2 classes, got 3"):
+        load_config(str(write_config(tmp_path / "b", label={"column": "kind", "rule": "none", "threshold": None,
+                                                             "of_column": None, "classes": ["a", "b", "c"]})))
 
 
 def test_config_round_trips_through_custom_config():

@@ -1,4 +1,5 @@
 """Local run settings derived from the config."""
+from metadata import store
 from pipeline import local
 from config import load_config
 from tests.conftest import write_config
@@ -6,7 +7,7 @@ from tests.conftest import write_config
 
 def test_sqlite_metadata_lives_under_the_output_root(tmp_path):
     config = load_config(str(write_config(tmp_path, output={"root": str(tmp_path / "out")})))
-    connection = local.metadata_connection_config(config)
+    connection = store.connection_config(config)
     assert connection.sqlite.filename_uri == str(tmp_path / "out" / "metadata.sqlite")
     assert local.pipeline_root(config) == str(tmp_path / "out" / "pipeline" / "taxi")
 
@@ -15,7 +16,7 @@ def test_mysql_metadata_for_shared_deployments(tmp_path, monkeypatch):
     monkeypatch.setenv("MLMD_MYSQL_PASSWORD", "s3cret")
     config = load_config(str(write_config(tmp_path, metadata={"kind": "mysql", "host": "mlmd.internal",
                                                                "database": "tfxline"})))
-    connection = local.metadata_connection_config(config)
+    connection = store.connection_config(config)
     assert (connection.mysql.host, connection.mysql.port, connection.mysql.database) == ("mlmd.internal", 3306,
                                                                                         "tfxline")
     assert connection.mysql.password == "s3cret"

@@ -165,8 +165,9 @@ def test_pickles_beam_wrote_before_the_switch_still_load(installed):
 
 def test_a_pipeline_with_a_side_input_runs_on_zlib_pickles(installed):
     with beam.Pipeline(argv=["--direct_running_mode=in_memory", "--pickle_library=cloudpickle"]) as pipeline:
+        one = beam.pvalue.AsSingleton(pipeline | "one" >> beam.Create([1]))
         scaled = (pipeline | beam.Create([1, 2, 3]) | beam.ParDo(Scale(10))
-                  | beam.Map(lambda x, side: x + side, side=beam.pvalue.AsSingleton(pipeline | "one" >> beam.Create([1]))))
+                  | beam.Map(lambda x, side: x + side, side=one))
         assert_that(scaled, equal_to([11, 21, 31]))
 
 

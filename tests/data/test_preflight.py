@@ -61,3 +61,19 @@ def test_span_pattern_reads_the_newest_span_only(tmp_path, taxi_rows):
     config = _config(tmp_path, tmp_path / "d", span_pattern="span-{SPAN}/*.csv")
     assert [p.split("/")[-2] for p in input_files(config)] == ["span-10"]
     assert check_csv_files(config) == 30
+
+
+def test_a_binary_label_column_must_hold_zeros_and_ones(tmp_path):
+    rows = [[f"{i * 0.5}", "1" if i % 3 else "0"] for i in range(20)]
+    rows[7][1] = "2"
+    write_csv(tmp_path / "d" / "parts.csv", ["pressure", "defective"], rows)
+    config = load_config(str(write_config(
+        tmp_path / "cfg", data={"path": str(tmp_path / "d")}, schema={"source": "inferred"},
+        features=[{"name": "pressure", "kind": "numeric"}],
+        label={"column": "defective", "rule": "none", "name": "defective"},
+        evaluation={"thresholds": {"auc": 0.5}, "slices": [[]]})))
+    with pytest.raises(DataError, match=r"parts.csv: line 9: label column 'defective' is '2'; task 'binary'"):
+        check_csv_files(config)
+    rows[7][1] = "1"
+    write_csv(tmp_path / "d" / "parts.csv", ["pressure", "defective"], rows)
+    assert check_csv_files(config) == 20

@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 
-from pipeline import mlmd
+from metadata import runs
 from tests.conftest import run_pipeline, write_config, write_csv
 from tests.helpers import TFXLINE, progress_fields, store_for
 
@@ -28,7 +28,7 @@ def _assert_stopped_at_gate(config, lines, error, *expected):
     for text in expected:
         assert text in str(error)
     assert progress_fields(lines[-1]) == ["AnomalyGate", "FAILED"]
-    executed = mlmd.executions_by_component(store_for(config), config.name)
+    executed = runs.executions_by_component(store_for(config), config.name)
     assert not {"Transform", "Trainer", "Evaluator", "Pusher"} & set(executed)
     base = os.path.join(config.output.serving, config.name)
     assert os.listdir(base) == ["1"]

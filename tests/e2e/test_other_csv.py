@@ -1,14 +1,16 @@
-"""The pipeline on a different CSV (other columns, multiclass task) by config alone."""
+"""The pipeline on a different CSV (other columns; multiclass, and binary on a 0/1 column) by config alone."""
 import os
 import random
+import subprocess
 
 import numpy as np
 import pytest
 import tensorflow as tf
 import yaml
 
+from config import load_config
 from tests.conftest import run_pipeline, write_csv
-from tests.helpers import eval_examples, pushed_versions
+from tests.helpers import TFXLINE, eval_examples, pushed_versions
 
 pytestmark = pytest.mark.e2e
 CLASSES = ["ok", "dent", "scratch"]
@@ -70,3 +72,35 @@ def test_multiclass_pipeline_from_config_only(tmp_path):
         pressure=tf.constant([9.0, 1.0]), vibration=tf.constant([1.0, 1.0]),
         line=tf.constant(["A", "A"]), shift=tf.constant([0, 0], tf.int64))["scores"].numpy()
     assert raw.argmax(axis=1).tolist() == [1, 0]  # high pressure is a dent; low pressure is ok
+
+
+def test_binary_pipeline_on_a_zero_one_column(tmp_path):
+    header, rows = _inspection_rows(800, seed=5)
+    # The inspection PC's own verdict column: 1 for a defective part, 0 for a good one.
+    write_csv(tmp_path / "data" / "parts.csv", header[:-1] + ["defective"],
+              [row[:-1] + [int(row[-1] != "ok")] for row in rows])
+    config = {
+        "name": "defects",
+        "task": "binary",
+        "data": {"path": str(tmp_path / "data")},
+        "schema": {"source": "inferred"},
+        "features": [{"name": "pressure", "kind": "numeric"}, {"name": "vibration", "kind": "numeric"},
+                     {"name": "line", "kind": "categorical_string"}],
+        "label": {"column": "defective", "name": "defective"},
+        "training": {"epochs": 20, "batch_size": 32, "hidden_units": [16]},
+        "evaluation": {"thresholds": {"auc": 0.8}},
+        "edge": {"enabled": False},
+        "output": {"root": str(tmp_path / "out")},
+    }
+    config_path = tmp_path / "defects.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    result = subprocess.run([TFXLINE, "run", "--config", str(config_path)], capture_output=True, text=True,
+                            timeout=600, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "blessed     yes" in result.stdout
+    loaded = load_config(str(config_path))
+    (version,) = pushed_versions(loaded)
+    model = tf.saved_model.load(os.path.join(loaded.output.serving, "defects", version))
+    raw = model.signatures["serving_raw"](pressure=tf.constant([9.5, 1.0]), vibration=tf.constant([1.0, 1.0]),
+                                          line=tf.constant(["A", "A"]))["scores"].numpy()
+    assert raw[0, 0] > 0.5 > raw[1, 0]  # high pressure makes a dent

@@ -6,7 +6,8 @@ import pytest
 import tensorflow as tf
 from ml_metadata.proto import metadata_store_pb2
 
-from pipeline import mlmd, summary
+from metadata import runs
+from pipeline import summary
 from tests.helpers import eval_examples, progress_fields, pushed_versions, store_for
 
 pytestmark = pytest.mark.e2e
@@ -17,7 +18,7 @@ _STATE = metadata_store_pb2.Execution.State
 
 
 def test_every_component_ran_and_is_recorded_in_mlmd(taxi_run):
-    executions = mlmd.executions_by_component(store_for(taxi_run.config), taxi_run.config.name)
+    executions = runs.executions_by_component(store_for(taxi_run.config), taxi_run.config.name)
     assert sorted(executions) == sorted(COMPONENTS)
     for component in COMPONENTS:
         assert executions[component][0].last_known_state == _STATE.COMPLETE, component
@@ -67,7 +68,7 @@ def test_reruns_reuse_executions(taxi_run):
                          ["latest_blessed_model_resolver"]):
         _, lines, error = run_pipeline(taxi_run.root / "config.yaml")
         assert error is None
-        latest = mlmd.latest_run(store, taxi_run.config.name)
+        latest = runs.latest_run(store, taxi_run.config.name)
         # The resolver is a system node: it resolves again on every run and has no cache.
         assert sorted(name for name, run in latest.items() if not run.cached) == expected_new
         assert sum(progress_fields(line)[1] == "cached" for line in lines) == len(COMPONENTS) - len(expected_new)

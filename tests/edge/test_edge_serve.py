@@ -46,7 +46,8 @@ def _ready(url):
 def _rows(tiny_model, base, limit=40):
     model = runtime.load_newest(str(base))
     defaults = {item["name"]: item["default"] for item in model.inputs}
-    rows = [{**defaults, **row} for row in example_rows(split_examples(tiny_model.examples_uri, "eval", limit), set(defaults))]
+    examples = split_examples(tiny_model.examples_uri, "eval", limit)
+    rows = [{**defaults, **row} for row in example_rows(examples, set(defaults))]
     rows[0]["payment_type"] = "Bitcoin"  # unseen: the out-of-vocabulary bucket, as in the SavedModel
     return model, rows
 

@@ -36,7 +36,8 @@ def test_the_edge_model_is_published_under_the_serving_version(tiny_model):
 
 def test_a_model_that_misses_the_parity_bound_is_refused_with_numbers(tiny_model, saved_model_dir, tmp_path):
     examples = split_examples(tiny_model.examples_uri, "eval", limit=300)
-    with pytest.raises(parity.ParityError, match=r"float TFLite differs from the SavedModel by up to .* \(allowed 1e-12\)"):
+    refused = r"float TFLite differs from the SavedModel by up to .* \(allowed 1e-12\)"
+    with pytest.raises(parity.ParityError, match=refused):
         executor.export(saved_model_dir, examples, "7", _settings(tmp_path, max_score_diff=1e-12))
     assert not (tmp_path / "edge").exists()
 

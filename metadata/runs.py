@@ -1,9 +1,8 @@
-"""Reading what a pipeline run recorded in ML Metadata: executions per component, their
-state (new or cached), times and output artifacts."""
+"""What a pipeline's runs recorded in ML Metadata: executions per component, their state (new or
+cached), times and output artifacts."""
 import dataclasses
 from typing import Dict, List, Optional
 
-from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
 _STATE = metadata_store_pb2.Execution.State
@@ -29,10 +28,6 @@ class ComponentRun:
     def output(self, key: str) -> Optional[metadata_store_pb2.Artifact]:
         artifacts = self.outputs.get(key) or []
         return artifacts[-1] if artifacts else None
-
-
-def open_store(connection_config) -> metadata_store.MetadataStore:
-    return metadata_store.MetadataStore(connection_config)
 
 
 def _node_id(store, execution_id: int, pipeline_name: str) -> Optional[str]:
