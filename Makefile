@@ -2,7 +2,7 @@
 VENV := .venv
 PYTEST_ARGS ?=
 
-.PHONY: run test test-all env
+.PHONY: run test test-all env protos
 
 env:
 	@./.ci/bootstrap
@@ -16,3 +16,7 @@ test: env
 
 test-all: env
 	$(VENV)/bin/python -m pytest -m "" $(PYTEST_ARGS)
+
+# serving/protos/*_pb2.py from their .proto files (tests/serving/test_protos.py checks that they match).
+protos: env
+	$(VENV)/bin/python -m grpc_tools.protoc -I. --python_out=. serving/protos/*.proto

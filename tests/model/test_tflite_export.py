@@ -4,7 +4,8 @@ import os
 
 import pytest
 
-from components.tflite_export import converter, executor, manifest, parity
+from components.tflite_export import converter, executor, parity
+from serving import layout
 from tests.helpers import eval_examples, latest_artifact_uri, pushed_versions
 
 
@@ -21,12 +22,12 @@ def _settings(tmp_path, **overrides):
 def test_pipeline_published_the_edge_model_under_the_serving_version(taxi_run):
     version = pushed_versions(taxi_run.config)[-1]
     directory = os.path.join(taxi_run.config.output.edge, "taxi", version)
-    with open(os.path.join(directory, manifest.MANIFEST)) as handle:
+    with open(os.path.join(directory, layout.MANIFEST)) as handle:
         content = json.load(handle)
     assert content["version"] == int(version)
     for name, entry in content["files"].items():
         with open(os.path.join(directory, name), "rb") as handle:
-            assert manifest.sha256(handle.read()) == entry["sha256"]
+            assert layout.sha256(handle.read()) == entry["sha256"]
     metrics = content["metrics"]
     assert metrics["max_score_diff"] <= 1e-4
     assert metrics["saved_model_metric"] - metrics["quantized_metric"] <= 0.005
