@@ -223,13 +223,13 @@ def test_a_watcher_sees_a_saved_model_version_only_once_it_is_complete(models, t
     base = f"{serving}/half"
 
     def look():
-        # TF Serving's view: numeric directories, their files, and the versions models.config names.
-        directories = {version: _files_under(f"{base}/{version}") for version in layout.versions(base)}
+        # TF Serving's view: the versions models.config names (read first: the directories read after
+        # it can only be further along), numeric directories and their files.
         try:
             named = list(_entry(f"{serving}/models.config").model_version_policy.specific.versions)
         except (OSError, AttributeError):
             named = []
-        return directories, named
+        return {version: _files_under(f"{base}/{version}") for version in layout.versions(base)}, named
 
     with Watcher(look) as watcher:
         assert release_state.push(str(model), base, now=1000.0) == "1000"
@@ -256,12 +256,12 @@ def test_a_watcher_sees_an_edge_version_only_with_all_its_files(tflite_model, tm
     base = str(tmp_path / "edge" / "half") if where == "local" else f"{ram}/edge/half"
 
     def look():
-        found = {}
+        directories, found = layout.versions(base), {}  # directories first: a later look can only see more
         for version in layout.edge_versions(base):
             listed = layout.read_manifest(f"{base}/{version}")["files"]
             found[version] = all(layout.sha256(layout.read_bytes(f"{base}/{version}/{name}")) == entry["sha256"]
                                  for name, entry in listed.items())
-        return found, layout.versions(base)
+        return found, directories
 
     with Watcher(look) as watcher:
         layout.publish_edge_version(base, "1000", files, manifest)
