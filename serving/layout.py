@@ -182,7 +182,7 @@ class _TensorFlowFiles:
             yield from iter(lambda: handle.read(_CHUNK), b"")
 
     def write_atomically(self, path, data):
-        temporary = f"{path}.tmp-{uuid.uuid4().hex}"
+        temporary = join(os.path.dirname(path), f".{os.path.basename(path)}.{uuid.uuid4().hex[:12]}")
         with self._as_os_errors(path):
             self._gfile.makedirs(os.path.dirname(path))
             try:
@@ -197,15 +197,6 @@ class _TensorFlowFiles:
     def copy(self, source, target):
         with self._as_os_errors(target):
             self._gfile.copy(source, target, overwrite=True)
-
-    def rename_directory(self, source, target):
-        raise NotImplementedError("object stores cannot rename a directory")
-
-    def remove_tree(self, path):
-        with contextlib.suppress(OSError):
-            for root, _, files in list(self.walk(path)):
-                for name in files:
-                    self.remove(join(root, name))
 
     @contextlib.contextmanager
     def lock(self, path):

@@ -293,7 +293,7 @@ def test_writes_leave_no_temporary_files(tmp_path):
 
 
 def test_serving_modules_do_not_import_tensorflow():
-    code = ("import sys, serving.model_config, serving.release; "
+    code = ("import sys, serving.layout, serving.model_config, serving.release_state, serving.release; "
             "sys.exit('tensorflow' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], cwd=os.path.dirname(os.path.dirname(os.path.dirname(
         os.path.abspath(__file__)))), capture_output=True, text=True)
