@@ -215,9 +215,9 @@ def test_a_watcher_sees_a_saved_model_version_only_once_it_is_complete(models, t
                                                                        quick_object_lock):
     model = tmp_path / "model"
     shutil.copytree(models[0], model)
-    (model / "assets.extra").mkdir(exist_ok=True)
+    (model / "extras").mkdir()
     for index in range(300):  # enough files that the copy takes many watcher polls
-        (model / "assets.extra" / f"extra-{index:03d}").write_bytes(os.urandom(256))
+        (model / "extras" / f"extra-{index:03d}").write_bytes(os.urandom(256))
     expected = _files_under(str(model))
     serving = str(tmp_path / "serving") if where == "local" else f"{ram}/serving"
     base = f"{serving}/half"
@@ -241,12 +241,8 @@ def test_a_watcher_sees_a_saved_model_version_only_once_it_is_complete(models, t
                 assert files == expected
         for version in named:
             assert directories.get(version) == expected
-    partial = [files for directories, _ in watcher.states for files in directories.values() if files != expected]
-    if where == "local":
-        assert partial == []  # one rename: nothing or everything
-    else:
-        # An object store shows the version filling up, saved_model.pb last, before models.config names it.
-        assert partial and all("saved_model.pb" not in files for files in partial)
+    if where == "local":  # one rename: nothing or everything
+        assert all(files == expected for directories, _ in watcher.states for files in directories.values())
 
 
 @pytest.mark.parametrize("where", ["local", "ram"])
@@ -268,8 +264,49 @@ def test_a_watcher_sees_an_edge_version_only_with_all_its_files(tflite_model, tm
         time.sleep(0.05)
     assert watcher.states[-1] == ({1000: True}, [1000])
     assert all(all(found.values()) for found, _ in watcher.states)
-    directory_before_manifest = [state for state in watcher.states if state[1] == [1000] and not state[0]]
-    assert bool(directory_before_manifest) == (where == "ram")
+    if where == "local":  # one rename: the directory comes with its manifest
+        assert all(found for found, directories in watcher.states if directories)
+
+
+@pytest.mark.parametrize("where", ["local", "ram"])
+def test_a_push_that_fails_half_way_leaves_nothing_a_server_would_load(models, tmp_path, ram, where,
+                                                                       quick_object_lock):
+    model = tmp_path / "model"
+    shutil.copytree(models[1], model)
+    (model / "variables" / "zz-unreadable").symlink_to(tmp_path / "nowhere")  # copying it fails
+    serving = str(tmp_path / "serving") if where == "local" else f"{ram}/serving"
+    base = f"{serving}/half"
+    release_state.push(str(models[0]), base, now=1000.0)
+    config_before = layout.read_bytes(f"{serving}/models.config")
+    with pytest.raises(OSError):
+        release_state.push(str(model), base, now=1000.0)
+
+    assert layout.read_bytes(f"{serving}/models.config") == config_before
+    assert layout.saved_model_versions(base) == [1000]
+    if where == "local":
+        assert sorted(os.listdir(base)) == ["1000"]  # the staging directory is gone too
+    else:
+        # What an object store keeps: the files copied so far (the top directory's come first),
+        # without saved_model.pb.
+        assert layout.versions(base) == [1000, 1001]
+        assert "fingerprint.pb" in tf.io.gfile.listdir(f"{base}/1001")
+        assert "saved_model.pb" not in tf.io.gfile.listdir(f"{base}/1001")
+    assert release_state.push(str(models[2]), base, now=1000.0) == ("1001" if where == "local" else "1002")
+
+
+@pytest.mark.parametrize("where", ["local", "ram"])
+def test_an_edge_publish_that_fails_half_way_leaves_no_manifest(tflite_model, tmp_path, ram, where):
+    files, inputs = _edge_files(tflite_model)
+    manifest = layout.build_manifest("1000", "half", inputs, "y", files, {}, signature="serving_default")
+    base = str(tmp_path / "edge" / "half") if where == "local" else f"{ram}/edge/half"
+    broken = {layout.FLOAT_MODEL: tflite_model, "zz-not-bytes": object(), layout.QUANTIZED_MODEL: tflite_model}
+    with pytest.raises(TypeError):
+        layout.publish_edge_version(base, "1000", broken, manifest)
+    assert layout.edge_versions(base) == [] and runtime.load_newest(base) is None
+    assert layout.versions(base) == ([] if where == "local" else [1000])
+    # Published again whole, it is there.
+    layout.publish_edge_version(base, "1000", files, manifest)
+    assert runtime.load_newest(base).version == 1000
 
 
 # ---- The release lock ---------------------------------------------------------------------------
