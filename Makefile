@@ -3,7 +3,7 @@ VENV := .venv
 PYTEST_ARGS ?=
 FAST_TIER := tests/code tests/data tests/model tests/serving tests/edge
 
-.PHONY: run test test-fast test-all lint env system-packages
+.PHONY: run test test-fast test-all lint env system-packages protos
 
 env:
 	@./.ci/bootstrap
@@ -30,3 +30,7 @@ test-fast: lint system-packages
 
 test-all: lint system-packages
 	$(VENV)/bin/python -m pytest -m "" $(PYTEST_ARGS)
+
+# serving/protos/*_pb2.py from their .proto files (tests/serving/test_protos.py checks that they match).
+protos: env
+	$(VENV)/bin/python -m grpc_tools.protoc -I. --python_out=. serving/protos/*.proto

@@ -12,6 +12,7 @@ setup(
     package_data={
         "config": ["*.yaml"],
         "schema": ["*/*.pbtxt"],
+        "serving": ["protos/*.proto"],
     },
     install_requires=[
         "tfx[kfp]==1.16.0",
@@ -29,7 +30,10 @@ setup(
         'uvloop>=0.18; sys_platform != "win32"',
     ],
     extras_require={
-        "test": ["pytest", "import-linter==2.15", "ruff==0.17.6"],
+        # grpcio-tools 1.48 bundles protoc 3.19, whose generated code the pinned protobuf 3.20 loads:
+        # a test regenerates serving/protos/*_pb2.py with it and compares. Its protoc module imports
+        # pkg_resources, which setuptools 81 removed.
+        "test": ["pytest", "import-linter==2.15", "ruff==0.17.6", "grpcio-tools==1.48.2", "setuptools<81"],
         # The per-request FastAPI endpoint the serving benchmark compares against.
         "bench": ["fastapi", "uvicorn"],
     },

@@ -39,7 +39,7 @@ from config import DEFAULT_CONFIG, load_config  # noqa: E402
 EDGE_REQUIREMENTS = ROOT / "serving" / "edge" / "requirements.txt"
 TENSORFLOW = "tensorflow==2.16.2"
 # What setup.py packages: copied to a scratch directory so building tfxline leaves no build/ here.
-TFXLINE_SOURCES = ("setup.py", "pipeline", "components", "trainer", "schema", "serving")
+TFXLINE_SOURCES = ("setup.py", "config", "pipeline", "components", "trainer", "schema", "serving")
 SINGLE_CALLS, WARMUP_CALLS, BATCH, BATCH_SECONDS = 2000, 200, 256, 3.0
 QUANTIZER = "ai-edge-quantizer==0.10.0"
 # ai-edge-quantizer's recipes for the same float model with fewer bits per weight (TF 2.16's
@@ -49,9 +49,9 @@ TARGET_SPEEDUP, TARGET_QUANT_RATIO, TARGET_INSTALL_RATIO = 10.0, 0.25, 0.10
 
 
 def newest_version(config) -> str:
-    from serving.registry import versions_on_disk
+    from serving import layout
 
-    versions = versions_on_disk(os.path.join(config.output.edge, config.name))
+    versions = layout.edge_versions(layout.join(config.output.edge, config.name))
     if not versions:
         sys.exit(f"edge_benchmark: nothing published under {config.output.edge}/{config.name}; run `tfxline run`")
     return str(versions[-1])
@@ -286,8 +286,9 @@ def main(argv=None) -> int:
     version = newest_version(config)
     version_dir = os.path.join(config.output.edge, config.name, version)
     saved_model_dir = os.path.join(config.output.serving, config.name, version)
-    with open(os.path.join(version_dir, "manifest.json")) as handle:
-        manifest = json.load(handle)
+    from serving import layout
+
+    manifest = layout.read_manifest(version_dir)
 
     from components.tflite_export import parity
     from config import names
@@ -297,10 +298,10 @@ def main(argv=None) -> int:
     columns = parity.raw_columns(records, manifest["inputs"])
     timings = measure_models(saved_model_dir, version_dir, columns)
     files = {"SavedModel directory": directory_bytes(saved_model_dir),
-             "model.tflite (float)": os.path.getsize(os.path.join(version_dir, "model.tflite")),
-             "model_quant.tflite (quantized)": os.path.getsize(os.path.join(version_dir, "model_quant.tflite"))}
+             "model.tflite (float)": os.path.getsize(os.path.join(version_dir, layout.FLOAT_MODEL)),
+             "model_quant.tflite (quantized)": os.path.getsize(os.path.join(version_dir, layout.QUANTIZED_MODEL))}
     breakdown = {name: tflite_bytes_by_kind(os.path.join(version_dir, name))
-                 for name in ("model.tflite", "model_quant.tflite")}
+                 for name in (layout.FLOAT_MODEL, layout.QUANTIZED_MODEL)}
 
     import tensorflow as tf
 

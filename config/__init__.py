@@ -283,8 +283,10 @@ def parse_config(raw: dict, source: str = "config") -> PipelineConfig:
         raise ConfigError(f"{source}: {_first_error(error)}") from None
 
 
-def load_config(path: str = DEFAULT_CONFIG) -> PipelineConfig:
-    """Reads, validates and resolves a config file; every problem is one ConfigError line."""
+def load_config(path: str = DEFAULT_CONFIG, resolve_inputs: bool = True) -> PipelineConfig:
+    """Reads, validates and resolves a config file; every problem is one ConfigError line.
+    `resolve_inputs=False` leaves the data and schema paths as written, for commands that only
+    need the names and outputs (`tfxline release` on a serving host has no training data)."""
     file_path = resolve_path(path)
     try:
         with open(file_path) as handle:
@@ -298,7 +300,7 @@ def load_config(path: str = DEFAULT_CONFIG) -> PipelineConfig:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of settings at the top level")
     config = parse_config(raw, path)
-    return _resolve_paths(config, Path(file_path).parent)
+    return _resolve_paths(config, Path(file_path).parent) if resolve_inputs else config
 
 
 def _resolve_paths(config: PipelineConfig, base: Path) -> PipelineConfig:

@@ -5,11 +5,11 @@ keeps serving; a version that fails to load never replaces a good one)."""
 import dataclasses
 import gc
 import logging
-import os
 import threading
 import time
 from typing import Callable, Dict, List, Optional, Tuple
 
+from serving import layout
 from serving.errors import ServingError, servable_not_found
 from serving.servable import Servable
 
@@ -35,21 +35,6 @@ class VersionState:
     retry_at: float = 0.0
 
 
-def versions_on_disk(base_path: str) -> List[int]:
-    """Children whose names parse as integers; anything else (e.g. `.incoming-5`) is ignored."""
-    if not os.path.isdir(base_path):
-        return []
-    numbers = []
-    for name in os.listdir(base_path):
-        try:
-            number = int(name)
-        except ValueError:
-            continue
-        if number >= 0 and os.path.isdir(os.path.join(base_path, name)):
-            numbers.append(number)
-    return sorted(set(numbers))
-
-
 def aspired(spec: ModelSpec, on_disk: List[int]) -> List[int]:
     kind = spec.policy[0]
     if kind == "all":
@@ -66,8 +51,10 @@ def aspired(spec: ModelSpec, on_disk: List[int]) -> List[int]:
 class ModelRegistry:
     def __init__(self, loader: Callable[[str, int, str], Servable], max_load_retries: int = 5,
                  load_retry_interval: float = 60.0, allow_labels_for_unavailable: bool = False,
-                 fall_back_to_older: bool = False):
+                 fall_back_to_older: bool = False, list_versions: Callable[[str], List[int]] = layout.versions):
         self._loader = loader
+        # TF Serving's rule (every numeric directory) unless the caller knows a marker file.
+        self._list_versions = list_versions
         # TF Serving loads only the aspired versions; an edge device with nothing else to serve
         # is better off with the newest older version that loads.
         self._fall_back_to_older = fall_back_to_older
@@ -128,10 +115,14 @@ class ModelRegistry:
                 self._sync_model(spec)
 
     def _sync_model(self, spec: ModelSpec) -> None:
-        if not os.path.isdir(spec.base_path):
-            log.error("Could not find base path %s for servable %s", spec.base_path, spec.name)
+        try:
+            if not layout.isdir(spec.base_path):
+                log.error("Could not find base path %s for servable %s", spec.base_path, spec.name)
+                return
+            on_disk = self._list_versions(spec.base_path)
+        except OSError as error:  # an unreachable filesystem: what is loaded keeps serving
+            log.error("Could not list base path %s for servable %s: %s", spec.base_path, spec.name, error)
             return
-        on_disk = versions_on_disk(spec.base_path)
         if not on_disk:
             log.warning("No versions of servable %s found under base path %s. Did you forget to name your leaf "
                         "directory as a number (eg. '/1/')?", spec.name, spec.base_path)
@@ -165,7 +156,7 @@ class ModelRegistry:
     def _load(self, spec: ModelSpec, version: int, states: Dict[int, VersionState]) -> None:
         state = states.setdefault(version, VersionState())
         state.state = "LOADING"
-        path = os.path.join(spec.base_path, str(version))
+        path = layout.join(spec.base_path, str(version))
         try:
             servable = self._loader(spec.name, version, path)
         except Exception as error:  # any failure only marks this version; the old one keeps serving

@@ -1,18 +1,18 @@
 """`tfxline release`: move the `stable` and `canary` labels in models.config.
 
-Every change rewrites models.config (container paths) and models.local.config (local paths)
-atomically, so real TF Serving, which re-reads its config every
---model_config_file_poll_wait_seconds, and `tfxline serve` both follow. release_history.json
-records each change and the stable versions a rollback walks back through."""
+Every change rewrites models.config (container paths) and models.local.config (the serving
+directory's own paths) atomically, under the serving directory's release lock, so real TF
+Serving, which re-reads its config every --model_config_file_poll_wait_seconds, and `tfxline
+serve` both follow. release_history.json records each change and the stable versions a rollback
+walks back through (serving/release_state.py). Works on local paths and URIs (serving/layout.py)."""
 import argparse
-import os
 import sys
 from typing import List, Optional
 
 from google.protobuf import text_format
 
-from serving import model_config
-from serving.model_config import CANARY, STABLE, Release
+from serving import command_flags, layout, model_config, release_state
+from serving.release_state import CANARY, STABLE, Release
 
 
 class ReleaseError(Exception):
@@ -23,7 +23,8 @@ class ReleaseError(Exception):
 def _set_canary(version: int):
     def transition(release: Release) -> None:
         if version not in release.versions_on_disk:
-            raise ReleaseError(f"version {version} is not a directory under {release.model_name}/",
+            raise ReleaseError(f"version {version} is not a directory under {release.model_name}/"
+                               + (" with a complete SavedModel" if version in release.incomplete_versions else ""),
                                f"pick one of: {_listing(release.versions_on_disk)}")
         if STABLE not in release.labels:
             raise ReleaseError("there is no stable version yet", "push a model first (tfxline run)")
@@ -71,10 +72,10 @@ def _listing(versions: List[int]) -> str:
 
 
 def _require_model(args):
-    path = os.path.join(args.serving_dir, model_config.MODELS_CONFIG)
-    if not os.path.exists(path):
-        raise ReleaseError(f"no {model_config.MODELS_CONFIG} in {args.serving_dir}",
-                           "push a model first (tfxline run) or pass --serving-dir")
+    path = layout.join(args.serving_dir, layout.MODELS_CONFIG)
+    if not layout.exists(path):
+        raise ReleaseError(f"no {layout.MODELS_CONFIG} in {args.serving_dir}",
+                           "push a model first (tfxline run) or pass --serving-dir or --config")
     entry = model_config.find_model(model_config.read_model_server_config(path), args.model_name)
     if entry is None:
         raise ReleaseError(f"model '{args.model_name}' is not in {path}", "check --model-name")
@@ -83,17 +84,19 @@ def _require_model(args):
 
 def _status(args) -> int:
     entry = _require_model(args)
-    release = model_config.read_release(args.serving_dir, args.model_name)
+    release = release_state.read_release(args.serving_dir, args.model_name)
     policy = entry.model_version_policy
     loaded = (_listing(list(policy.specific.versions)) if policy.HasField("specific")
               else text_format.MessageToString(policy, as_one_line=True) or "the latest")
-    print(f"{args.model_name} in {os.path.join(args.serving_dir, model_config.MODELS_CONFIG)}")
+    print(f"{args.model_name} in {layout.join(args.serving_dir, layout.MODELS_CONFIG)}")
     print(f"  stable    {release.labels.get(STABLE, '-')}")
     print(f"  canary    {release.labels.get(CANARY, '-')}")
     for label in sorted(set(release.labels) - {STABLE, CANARY}):
         print(f"  {label:<9} {release.labels[label]}")
     print(f"  loaded    {loaded}")
     print(f"  on disk   {_listing(release.versions_on_disk)}")
+    if release.incomplete_versions:  # no saved_model.pb yet: being published, or an interrupted publish
+        print(f"  incomplete {_listing(release.incomplete_versions)}")
     print(f"  rollback  {release.rollback_target() or '-'}")
     print("history (newest last):" if release.events else "history: none")
     for event in release.events:
@@ -105,27 +108,25 @@ def _status(args) -> int:
 def _change(transition):
     def handler(args) -> int:
         _require_model(args)
-        before = model_config.read_release(args.serving_dir, args.model_name)
-        after = model_config.update_release(args.serving_dir, args.model_name, transition)
+        before = release_state.read_release(args.serving_dir, args.model_name)
+        after = release_state.update_release(args.serving_dir, args.model_name, transition)
         if after.events == before.events:
             print(f"tfxline release: no change (stable {after.labels.get(STABLE, '-')}, "
                   f"canary {after.labels.get(CANARY, '-')})")
             return 0
         print(f"tfxline release: {after.events[-1]['action']} {after.events[-1]['version']}: "
               f"stable {after.labels.get(STABLE, '-')}, canary {after.labels.get(CANARY, '-')}; "
-              f"{model_config.MODELS_CONFIG} and {model_config.LOCAL_MODELS_CONFIG} rewritten")
+              f"{layout.MODELS_CONFIG} and {layout.LOCAL_MODELS_CONFIG} rewritten")
         return 0
     return handler
 
 
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--serving-dir", default="tfxline_output/serving",
-                        help="the directory holding models.config and <model>/<version>/ (default: %(default)s)")
-    common.add_argument("--model-name", default="taxi", help="the model in models.config (default: %(default)s)")
+    command_flags.add(common, "serving")
 
-    parser = argparse.ArgumentParser(prog="tfxline release",
-                                     description="Canary, blue-green promotion and rollback by TF Serving version labels.")
+    parser = argparse.ArgumentParser(
+        prog="tfxline release", description="Canary, blue-green promotion and rollback by TF Serving version labels.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     status = commands.add_parser("status", parents=[common], help="labels, versions on disk and the history",
                                  description="Show the labels, loaded versions, versions on disk and history.")
@@ -149,6 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    from config import ConfigError
+
+    try:
+        command_flags.fill_defaults(args, "serving")
+    except ConfigError as error:
+        print(f"tfxline release: config error: {error}", file=sys.stderr)
+        return 2
     try:
         return args.handler(args)
     except ReleaseError as error:

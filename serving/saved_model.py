@@ -1,6 +1,5 @@
 """A SavedModel version as a Servable: signatures read from saved_model.pb (so metadata shows
 the real SignatureDefs), calls made through TensorFlow's loaded signature functions."""
-import os
 from typing import Dict
 
 import numpy as np
@@ -9,6 +8,7 @@ from google.protobuf import json_format
 from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import saved_model_pb2
 
+from serving import layout
 from serving.errors import invalid, ServingError
 from serving.servable import SignatureInfo, TensorInfo
 
@@ -23,11 +23,10 @@ def _tensor_info(proto) -> TensorInfo:
 def read_signature_defs(path: str) -> Dict[str, object]:
     """The SignatureDef protos of the `serve` MetaGraph."""
     saved_model = saved_model_pb2.SavedModel()
-    pb_path = os.path.join(path, "saved_model.pb")
-    if not os.path.isfile(pb_path):
+    pb_path = layout.join(path, "saved_model.pb")
+    if not layout.exists(pb_path):
         raise FileNotFoundError(f"no saved_model.pb in {path}")
-    with open(pb_path, "rb") as handle:
-        saved_model.ParseFromString(handle.read())
+    saved_model.ParseFromString(layout.read_bytes(pb_path))
     for meta_graph in saved_model.meta_graphs:
         if SERVE_TAG in meta_graph.meta_info_def.tags:
             return dict(meta_graph.signature_def)

@@ -83,7 +83,9 @@ def model_specs(args) -> List[ModelSpec]:
         return specs_from_config(read_model_server_config(args.model_config_file))
     if not args.model_base_path:
         raise ValueError("give --model_base_path (with --model_name) or --model_config_file")
-    return [ModelSpec(args.model_name, os.path.abspath(args.model_base_path))]
+    from serving import layout
+
+    return [ModelSpec(args.model_name, layout.absolute(args.model_base_path))]
 
 
 def specs_from_config(config) -> List[ModelSpec]:

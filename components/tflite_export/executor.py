@@ -1,6 +1,6 @@
 """Converts a blessed, pushed model to TFLite (float and quantized), checks both against the
 SavedModel on the eval split, and publishes them with a manifest under the same version
-number as the TF Serving push."""
+number as the TF Serving push (serving/layout.py: the manifest is written last)."""
 import json
 import os
 from typing import Any, Dict, List
@@ -11,8 +11,9 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
-from components.tflite_export import converter, manifest, parity
-from trainer.export import RAW_FEATURES_FILE
+from components.tflite_export import converter, parity
+from serving import layout
+from trainer.export import RAW_FEATURES_FILE, SERVING_RAW
 
 MODEL_KEY, BLESSING_KEY, EXAMPLES_KEY, PUSHED_MODEL_KEY = "model", "model_blessing", "examples", "pushed_model"
 EDGE_MODEL_KEY = "edge_model"
@@ -27,16 +28,15 @@ def eval_examples(examples_uri: str, limit: int) -> List[bytes]:
 
 def export(saved_model_dir: str, serialized: List[bytes], version: str, settings: Dict[str, Any]) -> dict:
     """Converts, checks and publishes; returns the manifest. Raises ParityError instead of publishing."""
-    with open(os.path.join(saved_model_dir, RAW_FEATURES_FILE)) as handle:
-        raw_inputs = json.load(handle)
+    raw_inputs = json.loads(layout.read_bytes(os.path.join(saved_model_dir, RAW_FEATURES_FILE)))
     conversion = converter.convert(saved_model_dir)
-    files = {manifest.FLOAT_MODEL: conversion.float_model, manifest.QUANTIZED_MODEL: conversion.quantized_model}
-    report = parity.check(conversion.saved_model, files[manifest.FLOAT_MODEL], files[manifest.QUANTIZED_MODEL],
+    files = {layout.FLOAT_MODEL: conversion.float_model, layout.QUANTIZED_MODEL: conversion.quantized_model}
+    report = parity.check(conversion.saved_model, files[layout.FLOAT_MODEL], files[layout.QUANTIZED_MODEL],
                           serialized, raw_inputs, settings["output_key"], settings["label_name"], settings["task"],
                           float(settings["max_score_diff"]), float(settings["max_metric_drop"]))
-    content = manifest.build_manifest(version, settings["model_name"], raw_inputs, settings["output_key"], files,
-                                      report.as_dict())
-    manifest.publish(os.path.join(settings["edge_dir"], settings["model_name"]), version, files, content)
+    content = layout.build_manifest(version, settings["model_name"], raw_inputs, settings["output_key"], files,
+                                    report.as_dict(), signature=SERVING_RAW)
+    layout.publish_edge_version(layout.join(settings["edge_dir"], settings["model_name"]), version, files, content)
     return content
 
 
@@ -54,9 +54,8 @@ class Executor(base_executor.BaseExecutor):
         examples = artifact_utils.get_single_instance(input_dict[EXAMPLES_KEY])
         content = export(path_utils.serving_model_path(model.uri),
                          eval_examples(examples.uri, int(exec_properties["max_examples"])), version, exec_properties)
-        with open(os.path.join(edge_model.uri, manifest.MANIFEST), "w") as handle:
-            json.dump(content, handle, indent=2)
+        layout.write_json(layout.join(edge_model.uri, layout.MANIFEST), content)
         edge_model.set_int_custom_property("exported", 1)
         edge_model.set_string_custom_property("edge_version", version)
         edge_model.set_string_custom_property(
-            "edge_path", os.path.join(exec_properties["edge_dir"], exec_properties["model_name"], version))
+            "edge_path", layout.join(exec_properties["edge_dir"], exec_properties["model_name"], version))

@@ -2,10 +2,10 @@
 import argparse
 import csv
 import json
-import os
 import sys
 from typing import List, Optional
 
+from serving import command_flags, layout
 from serving.edge import runtime
 
 
@@ -18,8 +18,8 @@ def _read_rows(path: str) -> List[dict]:
 
 
 def _predict(args) -> int:
-    base = os.path.join(args.edge_dir, args.model_name)
-    model = (runtime.load(os.path.join(base, str(args.version)), args.variant) if args.version
+    base = layout.join(args.edge_dir, args.model_name)
+    model = (runtime.load(layout.join(base, str(args.version)), args.variant) if args.version
              else runtime.load_newest(base, args.variant))
     if model is None:
         print(f"tfxline edge: no loadable model under {base}", file=sys.stderr)
@@ -36,8 +36,7 @@ def _predict(args) -> int:
 
 
 def _add_model_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--edge-dir", default="tfxline_output/edge", help="the directory the pipeline publishes to")
-    parser.add_argument("--model-name", default="taxi")
+    command_flags.add(parser, "edge")
     parser.add_argument("--variant", choices=sorted(runtime.VARIANTS), default="float")
 
 
@@ -72,13 +71,21 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--rest_api_port", type=int, default=8501)
     serve.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0,
                        help="how often to look for a new version")
-    serve.add_argument("--auth_token_file", help="require 'Authorization: Bearer <token>' with this file's token")
+    serve.add_argument("--auth-token-file", "--auth_token_file",
+                       help="require 'Authorization: Bearer <token>' with this file's token")
     serve.set_defaults(handler=_serve)
     return parser
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    from config import ConfigError
+
+    try:
+        command_flags.fill_defaults(args, "edge")
+    except ConfigError as error:
+        print(f"tfxline edge: config error: {error}", file=sys.stderr)
+        return 2
     try:
         return args.handler(args)
     except (runtime.EdgeModelError, runtime.BadInput, OSError) as error:

@@ -1,20 +1,19 @@
 """The edge runtime: loads a published TFLite model with the LiteRT interpreter only (no
-TensorFlow on the device), after checking every file against the manifest's sha256."""
+TensorFlow on the device), after checking every file against the manifest's sha256. The edge
+directory's layout and the manifest are serving/layout.py's; a version without a manifest is
+still being published and is not looked at."""
 import dataclasses
-import hashlib
 import json
 import logging
-import os
 import threading
 from typing import Dict, List, Optional
 
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
-from serving.registry import versions_on_disk
+from serving import layout
 
-MANIFEST = "manifest.json"
-VARIANTS = {"float": "model.tflite", "quantized": "model_quant.tflite"}
+VARIANTS = layout.EDGE_VARIANTS
 log = logging.getLogger("tfxline.edge")
 
 
@@ -74,38 +73,42 @@ class _AllocatedRunner:
         return {name: self._interpreter.get_tensor(index) for name, index in self._outputs.items()}
 
 
-def _sha256(path: str) -> str:
-    with open(path, "rb") as handle:
-        return hashlib.sha256(handle.read()).hexdigest()
-
-
 def load(directory: str, variant: str = "float") -> EdgeModel:
     """Loads one version directory; raises EdgeModelError saying what is wrong with it."""
     try:
-        with open(os.path.join(directory, MANIFEST)) as handle:
-            manifest = json.load(handle)
+        manifest = layout.read_manifest(directory)
     except (OSError, ValueError) as error:
-        raise EdgeModelError(f"{directory}: unreadable {MANIFEST}: {error}") from None
-    for name, entry in manifest.get("files", {}).items():
-        path = os.path.join(directory, name)
-        if not os.path.isfile(path) or _sha256(path) != entry["sha256"]:
+        raise EdgeModelError(f"{directory}: unreadable {layout.MANIFEST}: {error}") from None
+    verified = {}
+    for name, entry in manifest["files"].items():
+        path = layout.join(directory, name)
+        try:
+            content = layout.read_bytes(path)
+        except OSError:
+            content = None
+        if content is None or layout.sha256(content) != entry["sha256"]:
             raise EdgeModelError(f"{path}: sha256 does not match the manifest; refusing this version")
+        verified[name] = content
+    model_file = VARIANTS[variant]
+    if model_file not in verified:
+        raise EdgeModelError(f"{directory}: {model_file} is not in the manifest; refusing this version")
     try:
-        interpreter = Interpreter(model_path=os.path.join(directory, VARIANTS[variant]))
+        # The bytes whose hash was just checked, not the file again: it may change in between.
+        interpreter = Interpreter(model_content=verified[model_file])
         runner = _AllocatedRunner(interpreter, manifest["signature"])
     except (ValueError, RuntimeError) as error:
-        raise EdgeModelError(f"{directory}: LiteRT cannot load {VARIANTS[variant]}: {error}") from None
+        raise EdgeModelError(f"{directory}: LiteRT cannot load {model_file}: {error}") from None
     return EdgeModel(int(manifest["version"]), manifest, runner)
 
 
 def load_newest(base: str, variant: str = "float", current: Optional[EdgeModel] = None) -> Optional[EdgeModel]:
     """The newest version that loads; a corrupt newer one is logged and skipped, so `current`
     (or an older good version) keeps serving."""
-    for version in reversed(versions_on_disk(base)):
+    for version in reversed(layout.edge_versions(base)):
         if current is not None and version <= current.version:
             return current
         try:
-            return load(os.path.join(base, str(version)), variant)
+            return load(layout.join(base, str(version)), variant)
         except EdgeModelError as error:
             log.error("%s", error)
     return current

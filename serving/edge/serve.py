@@ -2,12 +2,12 @@
 runtime (no TensorFlow). It watches the edge directory, loads a new version only after its
 manifest's hashes check out, and keeps the old version serving when a new one is refused."""
 import logging
-import os
 import threading
 from typing import Dict
 
 import numpy as np
 
+from serving import layout
 from serving.edge import runtime
 from serving.http import run_event_loop, stop_signal
 from serving.errors import invalid
@@ -52,8 +52,9 @@ def serve(edge_dir: str, model_name: str, port: int, variant: str, poll_seconds:
     from serving.metrics import Metrics
     from serving.rest import RestOptions, start_rest_server
 
-    registry = ModelRegistry(edge_loader(variant), fall_back_to_older=True)
-    registry.configure([ModelSpec(model_name, os.path.abspath(os.path.join(edge_dir, model_name)))])
+    # Only versions with a manifest: one without is still being published (its manifest comes last).
+    registry = ModelRegistry(edge_loader(variant), fall_back_to_older=True, list_versions=layout.edge_versions)
+    registry.configure([ModelSpec(model_name, layout.absolute(layout.join(edge_dir, model_name)))])
     if not registry.ready():
         log.warning("no loadable version of %s under %s yet; answering 404 until one is published",
                     model_name, edge_dir)

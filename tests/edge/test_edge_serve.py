@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import requests
 
+from serving import layout
 from serving.edge import runtime
-from serving.registry import versions_on_disk
 from tests.helpers import TFXLINE, example_rows, split_examples
 from tests.serving.conftest import free_port, wait_until
 
@@ -110,7 +110,7 @@ def _publish_copy(base, source_version, version, corrupt=False):
 
 def test_versions_swap_only_when_their_hashes_verify(tiny_model, device):
     base, url, log_path = device
-    good = versions_on_disk(str(base))[-1]
+    good = layout.versions(str(base))[-1]
     _, rows = _rows(tiny_model, base, limit=1)
     _publish_copy(base, good, good + 1, corrupt=True)
     wait_until(lambda: "sha256 does not match the manifest" in log_path.read_text(), timeout=30)

@@ -10,8 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
+from serving import layout
 from serving.edge import runtime
-from serving.registry import versions_on_disk
 from tests.helpers import TFXLINE, example_rows, split_examples
 
 
@@ -81,7 +81,7 @@ def test_concurrent_requests_get_the_answers_of_sequential_ones(tiny_model, mode
 
 def _copy_as_newer(edge_base, tmp_path):
     base = tmp_path / "edge" / "taxi"
-    newest = versions_on_disk(edge_base)[-1]
+    newest = layout.versions(edge_base)[-1]
     shutil.copytree(os.path.join(edge_base, str(newest)), base / str(newest))
     shutil.copytree(os.path.join(edge_base, str(newest)), base / str(newest + 1))
     return base, newest
@@ -102,7 +102,7 @@ def test_a_corrupt_file_with_a_matching_hash_is_refused_by_litert(edge_base, tmp
     directory = base / str(good + 1)
     (directory / "model.tflite").write_bytes(b"not a flatbuffer")
     manifest = json.loads((directory / "manifest.json").read_text())
-    manifest["files"]["model.tflite"]["sha256"] = runtime.hashlib.sha256(b"not a flatbuffer").hexdigest()
+    manifest["files"]["model.tflite"]["sha256"] = layout.sha256(b"not a flatbuffer")
     (directory / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(runtime.EdgeModelError, match="LiteRT cannot load"):
         runtime.load(str(directory))

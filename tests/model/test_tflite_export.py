@@ -4,7 +4,8 @@ import os
 
 import pytest
 
-from components.tflite_export import converter, executor, manifest, parity
+from components.tflite_export import converter, executor, parity
+from serving import layout
 from tests.helpers import split_examples
 
 
@@ -22,12 +23,12 @@ def test_the_edge_model_is_published_under_the_serving_version(tiny_model):
     version = tiny_model.version
     assert os.path.isfile(os.path.join(tiny_model.serving_base, version, "saved_model.pb"))
     directory = os.path.join(tiny_model.edge_base, version)
-    with open(os.path.join(directory, manifest.MANIFEST)) as handle:
+    with open(os.path.join(directory, layout.MANIFEST)) as handle:
         content = json.load(handle)
     assert content["version"] == int(version)
     for name, entry in content["files"].items():
         with open(os.path.join(directory, name), "rb") as handle:
-            assert manifest.sha256(handle.read()) == entry["sha256"]
+            assert layout.sha256(handle.read()) == entry["sha256"]
     metrics = content["metrics"]
     assert metrics["max_score_diff"] <= 1e-4
     assert metrics["saved_model_metric"] - metrics["quantized_metric"] <= 0.005

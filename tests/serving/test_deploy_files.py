@@ -5,7 +5,7 @@ import re
 import pytest
 import yaml
 
-from serving import model_config
+from serving import layout, model_config, release_state
 
 DEPLOY = os.path.join(os.path.dirname(model_config.__file__), "deploy")
 CONTRACT = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(DEPLOY))), "shared", "reference",
@@ -89,19 +89,19 @@ def test_the_flag_list_matches_the_contract():
 
 def test_the_referenced_files_are_the_ones_a_push_writes(tmp_path):
     (tmp_path / "taxi" / "100").mkdir(parents=True)
-    model_config.write_serving_configs(str(tmp_path), "taxi", 100)
+    release_state.write_serving_configs(str(tmp_path), "taxi", 100)
     compose = load("docker-compose.yml")[0]["services"]["tf-serving"]
-    assert compose["volumes"][0].rsplit(":", 2)[1:] == [model_config.CONTAINER_MODELS_DIR, "ro"]
+    assert compose["volumes"][0].rsplit(":", 2)[1:] == [layout.CONTAINER_MODELS_DIR, "ro"]
     for name, (_, args) in server_args().items():
         passed = flags(args)
         referenced = [passed["model_config_file"], passed["monitoring_config_file"], passed["batching_parameters_file"]]
-        assert referenced == [f"/models/{model_config.MODELS_CONFIG}", f"/models/{model_config.MONITORING_CONFIG}",
-                              f"/models/{model_config.BATCHING_PARAMETERS}"], name
+        assert referenced == [f"/models/{layout.MODELS_CONFIG}", f"/models/{layout.MONITORING_CONFIG}",
+                              f"/models/{layout.BATCHING_PARAMETERS}"], name
         for path in referenced:
-            assert os.path.isfile(tmp_path / os.path.relpath(path, model_config.CONTAINER_MODELS_DIR)), path
+            assert os.path.isfile(tmp_path / os.path.relpath(path, layout.CONTAINER_MODELS_DIR)), path
     # models.config's base path lies under the mount, so TF Serving finds <version>/ directories there.
     entry = model_config.find_model(model_config.read_model_server_config(str(tmp_path / "models.config")), "taxi")
-    assert os.path.isdir(tmp_path / os.path.relpath(entry.base_path, model_config.CONTAINER_MODELS_DIR) / "100")
+    assert os.path.isdir(tmp_path / os.path.relpath(entry.base_path, layout.CONTAINER_MODELS_DIR) / "100")
 
 
 def test_kubernetes_pods_mount_the_serving_directory_at_models():
@@ -109,7 +109,7 @@ def test_kubernetes_pods_mount_the_serving_directory_at_models():
     predictor = load("kubernetes", "inferenceservice.yaml")[0]["spec"]["predictor"]
     for pod in (deployment, predictor):
         mount = pod["containers"][0]["volumeMounts"][0]
-        assert mount["mountPath"] == model_config.CONTAINER_MODELS_DIR
+        assert mount["mountPath"] == layout.CONTAINER_MODELS_DIR
         assert [volume["name"] for volume in pod["volumes"]] == [mount["name"]]
 
 

@@ -7,11 +7,10 @@ import sys
 import pytest
 from tensorflow_serving.config import model_server_config_pb2
 
-from serving import model_config, release
+from serving import layout, model_config, release
 from serving.model_config import (batching_parameters_text, monitoring_config_text, parse_batching_parameters,
-                                  parse_monitoring_config, read_model_server_config, write_model_server_config,
-                                  write_serving_configs)
-from serving.registry import versions_on_disk
+                                  parse_monitoring_config, read_model_server_config, write_model_server_config)
+from serving.release_state import write_serving_configs
 
 CONTRACT_EXAMPLE = """
 model_config_list {
@@ -35,6 +34,7 @@ def _entry(path, name="taxi"):
 def _serving_dir(tmp_path, *versions):
     for version in versions:
         (tmp_path / "serving" / "taxi" / str(version)).mkdir(parents=True)
+        (tmp_path / "serving" / "taxi" / str(version) / "saved_model.pb").write_bytes(b"graph")
     return tmp_path / "serving"
 
 
@@ -85,7 +85,7 @@ def test_atomic_write_leaves_no_temporary_files_even_when_the_rename_fails(tmp_p
     def failing_replace(source, destination):
         raise OSError("disk full")
 
-    monkeypatch.setattr(model_config.os, "replace", failing_replace)
+    monkeypatch.setattr(layout.os, "replace", failing_replace)
     with pytest.raises(OSError):
         write_model_server_config(model_server_config_pb2.ModelServerConfig(), str(path))
     assert os.listdir(tmp_path) == ["models.config"]
@@ -101,7 +101,7 @@ def test_monitoring_text_round_trips():
 
 @pytest.mark.parametrize("text, expected", [
     ('prometheus_config { enable: true, path: "/monitoring/prometheus/metrics" }', (True, "/monitoring/prometheus/metrics")),
-    ("prometheus_config: {\n  enable true  # on\n  path: '/m'\n}\n", (True, "/m")),
+    ("prometheus_config: {\n  enable: true  # on\n  path: '/m'\n}\n", (True, "/m")),
     ('prometheus_config { enable: true; path: "" }', (True, "/monitoring/prometheus/metrics")),
     ("prometheus_config { enable: false }", (False, "/monitoring/prometheus/metrics")),
     ("# monitoring off\n", (False, "/monitoring/prometheus/metrics")),
@@ -116,9 +116,11 @@ def test_monitoring_accepts_text_format_variants(text, expected):
     ("prometheus_config { enable: yes }", "enable"),
     ("prometheus_config { path: /metrics }", "path"),
     ("prometheus_config: true", "prometheus_config"),
-    ("prometheus_config { enable: true ", "'}'"),
+    ("prometheus_config { enable: true ", 'Expected "}"'),
+    # A scalar field needs its colon in protobuf's text format (TF Serving's C++ parser too).
+    ("prometheus_config {\n  enable true\n}", "prometheus_config.enable"),
     ("prometheus_config { enable: true, enable: false }", "enable"),
-    ('prometheus_config { path: "\\x" }', "path: bad escape"),
+    ('prometheus_config { path: "\\x" }', "prometheus_config.path"),
 ])
 def test_monitoring_errors_name_the_field(text, named):
     with pytest.raises(ValueError, match="monitoring config") as caught:
@@ -179,7 +181,7 @@ def test_batching_reads_every_field():
     ("batch_size { value: 8 }", "batch_size"),
     ("thread_pool_name { value: pool }", "thread_pool_name"),
     ("pad_variable_length_inputs: maybe", "pad_variable_length_inputs"),
-    ("max_batch_size { value: 8 ", "'}'"),
+    ("max_batch_size { value: 8 ", 'Expected "}"'),
 ])
 def test_batching_errors_name_the_field(text, named):
     with pytest.raises(ValueError, match="batching parameters") as caught:
@@ -291,7 +293,7 @@ def test_writes_leave_no_temporary_files(tmp_path):
 
 
 def test_serving_modules_do_not_import_tensorflow():
-    code = ("import sys, serving.model_config, serving.release; "
+    code = ("import sys, serving.layout, serving.model_config, serving.release_state, serving.release; "
             "sys.exit('tensorflow' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], cwd=os.path.dirname(os.path.dirname(os.path.dirname(
         os.path.abspath(__file__)))), capture_output=True, text=True)
@@ -300,7 +302,7 @@ def test_serving_modules_do_not_import_tensorflow():
 
 def test_the_pusher_writes_the_configs_next_to_the_pushed_model(tiny_model):
     serving = os.path.dirname(tiny_model.serving_base)
-    versions = versions_on_disk(os.path.join(serving, "taxi"))
+    versions = layout.versions(os.path.join(serving, "taxi"))
     assert len(versions) == 1
     entry = _entry(os.path.join(serving, "models.config"))
     assert entry.base_path == "/models/taxi"

@@ -6,7 +6,8 @@ import pytest
 
 from pipeline import cli
 from serving import model_config, release
-from serving.model_config import read_model_server_config, write_serving_configs
+from serving.model_config import read_model_server_config
+from serving.release_state import write_serving_configs
 
 
 @pytest.fixture
@@ -15,6 +16,7 @@ def serving(tmp_path):
     directory = tmp_path / "serving"
     for version in (100, 200, 300):
         (directory / "taxi" / str(version) / "variables").mkdir(parents=True)
+        (directory / "taxi" / str(version) / "saved_model.pb").write_bytes(b"graph")
     write_serving_configs(str(directory), "taxi", 100)
     return directory
 
