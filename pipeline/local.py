@@ -10,6 +10,7 @@ from typing import Callable, Iterator, List
 
 from config import PipelineConfig, speedups
 from metadata import store
+from serving import layout
 
 QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "GRPC_VERBOSITY": "ERROR", "AUTOGRAPH_VERBOSITY": "0"}
 # `tf.keras` is tf-keras (Keras 2), the Keras that the Trainer, TFT's TransformFeaturesLayer and
@@ -59,8 +60,8 @@ def build_local_pipeline(config: PipelineConfig):
         pipeline_root=pipeline_root(config),
         data_path=config.data.path,
         schema_path=config.schema_.curated_path if config.schema_.source == "curated" else None,
-        serving_dir=os.path.abspath(config.output.serving),
-        edge_dir=os.path.abspath(config.output.edge),
+        serving_dir=layout.absolute(config.output.serving),
+        edge_dir=layout.absolute(config.output.edge),
         metadata_connection_config=store.connection_config(config),
         beam_pipeline_args=beam_pipeline_args(config))
 
