@@ -12,6 +12,7 @@ import csv
 import dataclasses
 import io
 import os
+import re
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -254,10 +255,13 @@ def _reason(error: Exception) -> str:
 # ---- TFRecord of tf.Examples ------------------------------------------------------------------
 
 def _read_tfrecord(item: InputFile, inputs, id_columns, batch_size: int) -> Iterator[Chunk]:
+    """A feature may be absent or present with no value (as the pipeline's examples hold a missing
+    cell): both take the missing value. More than one value, or a value of another type, rejects
+    the record."""
     import tensorflow as tf
 
     dtypes = {"float32": tf.float32, "int64": tf.int64, "string": tf.string}
-    spec = {i["name"]: tf.io.FixedLenFeature([], dtypes[i["dtype"]], default_value=i["default"]) for i in inputs}
+    spec = {i["name"]: tf.io.VarLenFeature(dtypes[i["dtype"]]) for i in inputs}
     first = 0
     for batch in tf.data.TFRecordDataset(item.path, compression_type=item.compression).batch(batch_size):
         records = batch.numpy()
@@ -272,30 +276,53 @@ def _read_tfrecord(item: InputFile, inputs, id_columns, batch_size: int) -> Iter
                     tf.io.parse_example([record], spec)
                 except tf.errors.InvalidArgumentError as error:
                     keep[index] = False
-                    rejects.append(_record_reject(item, int(numbers[index]), record, error.message))
+                    rejects.append(_record_reject(item, int(numbers[index]), record, _tf_message(error)))
             parsed = tf.io.parse_example(records[keep], spec) if keep.any() else None
         kept = np.flatnonzero(keep)
-        features = {i["name"]: parsed[i["name"]].numpy() if parsed is not None
-                    else np.array([], dtype=NUMPY_DTYPES[i["dtype"]]) for i in inputs}
-        finite = np.ones(len(kept), dtype=bool)
+        good = np.ones(len(kept), dtype=bool)
+        features = {}
         for i in inputs:
-            if i["dtype"] == "float32":
-                bad = ~np.isfinite(features[i["name"]]) & finite
-                for index in np.flatnonzero(bad):
-                    rejects.append(_record_reject(item, int(numbers[kept[index]]), records[kept[index]],
-                                                  f"feature '{i['name']}': {features[i['name']][index]} is not a "
-                                                  "finite number"))
-                finite &= ~bad
-        kept = kept[finite]
+            values, problems = _one_value_each(parsed[i["name"]] if parsed is not None else None, len(kept), i)
+            for index, problem in problems:
+                if good[index]:
+                    rejects.append(_record_reject(item, int(numbers[kept[index]]), records[kept[index]], problem))
+                    good[index] = False
+            features[i["name"]] = values
+        kept = kept[good]
         ids = {name: np.array([_first_value(records[index], name) for index in kept], dtype=object)
                for name in id_columns}
         rejects.sort(key=lambda reject: reject["row"])
-        yield Chunk(item.source, numbers[kept], ids, {name: values[finite] for name, values in features.items()},
+        yield Chunk(item.source, numbers[kept], ids, {name: values[good] for name, values in features.items()},
                     rejects)
 
 
+def _one_value_each(sparse, rows: int, item: dict):
+    """A VarLenFeature's values, one per row (the missing value where there is none), and the
+    rows that cannot be scored with the reason."""
+    default = item["default"].encode() if item["dtype"] == "string" else item["default"]
+    values = np.full(rows, default, dtype=NUMPY_DTYPES[item["dtype"]])
+    if sparse is None or not rows:
+        return values, []
+    row_of_value, given = sparse.indices.numpy()[:, 0], sparse.values.numpy()
+    counts = np.bincount(row_of_value, minlength=rows)
+    present, first = np.unique(row_of_value, return_index=True)
+    values[present] = given[first]
+    problems = [(int(row), f"feature '{item['name']}': {int(counts[row])} values where the model takes one")
+                for row in np.flatnonzero(counts > 1)]
+    if item["dtype"] == "float32":
+        problems += [(int(row), f"feature '{item['name']}': {values[row]} is not a finite number")
+                     for row in np.flatnonzero(~np.isfinite(values))]
+    return values, problems
+
+
+def _tf_message(error) -> str:
+    """TensorFlow's parse error without the op's internal names."""
+    message = re.sub(r"\{\{[^}]*\}\}\s*", "", error.message.strip().splitlines()[0])
+    return re.sub(r"\s*\[Op:\w+\]$", "", message)
+
+
 def _record_reject(item: InputFile, row: int, record: bytes, message: str) -> dict:
-    return {"source": item.source, "row": row, "reason": message.strip().splitlines()[0],
+    return {"source": item.source, "row": row, "reason": message,
             "record_base64": base64.b64encode(record).decode()}
 
 

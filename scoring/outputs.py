@@ -87,8 +87,12 @@ def examples(layout: Layout, chunk: Chunk, outputs) -> List[bytes]:
 
     table, scores = _table(layout, chunk, outputs)
     offsets = pa.array(np.arange(chunk.size + 1, dtype=np.int32))
-    columns = {name: pa.ListArray.from_arrays(offsets, table.column(name).combine_chunks())
-               for name in [*layout.key_columns, VERSION_COLUMN]}
+    columns = {}
+    for name in [*layout.key_columns, VERSION_COLUMN]:
+        values = table.column(name).combine_chunks()
+        if pa.types.is_string(values.type):  # tf.Example bytes features are Arrow binary
+            values = values.cast(pa.binary())
+        columns[name] = pa.ListArray.from_arrays(offsets, values)
     columns[layout.output_key] = pa.ListArray.from_arrays(
         pa.array(np.arange(chunk.size + 1, dtype=np.int32) * layout.width), pa.array(scores.reshape(-1)))
     batch = pa.RecordBatch.from_arrays(list(columns.values()), list(columns))

@@ -36,8 +36,9 @@ def _predict(args) -> int:
 
 
 def _add_model_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--edge-dir", default="tfxline_output/edge", help="the directory the pipeline publishes to")
-    parser.add_argument("--model-name", default="taxi")
+    parser.add_argument("--edge-dir", "--edge_dir", default="tfxline_output/edge",
+                        help="the directory the pipeline publishes to")
+    parser.add_argument("--model-name", "--model_name", default="taxi")
     parser.add_argument("--variant", choices=sorted(runtime.VARIANTS), default="float")
 
 
