@@ -20,10 +20,11 @@ from tests.helpers import TFXLINE, example_rows, split_examples
 from tests.serving.conftest import Server
 
 
-def score(tiny_model, *args, config=None, cwd=None):
+def score(tiny_model, *args, config=None):
+    config = config or tiny_model_config(tiny_model)
     return subprocess.run([TFXLINE, "score", *map(str, args), "--serving-dir",
-                           os.path.dirname(tiny_model.serving_base), "--config", str(config or tiny_model_config(tiny_model))],
-                          capture_output=True, text=True, timeout=600, cwd=cwd)
+                           os.path.dirname(tiny_model.serving_base), "--config", str(config)],
+                          capture_output=True, text=True, timeout=600)
 
 
 def tiny_model_config(tiny_model):

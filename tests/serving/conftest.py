@@ -60,8 +60,8 @@ def models_config(base_path: Path, name: str = "half_plus_two", labels=None, ver
 
 
 class Server:
-    def __init__(self, args, cwd: Path):
-        self.rest_port, self.grpc_port = free_port(), free_port()
+    def __init__(self, args, cwd: Path, rest_port: int = None, grpc_port: int = None):
+        self.rest_port, self.grpc_port = rest_port or free_port(), grpc_port or free_port()
         self.log_path = cwd / f"server-{self.rest_port}.log"
         command = [TFXLINE, "serve", f"--port={self.grpc_port}",
                    f"--rest_api_port={self.rest_port}", *args]
