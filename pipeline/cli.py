@@ -87,6 +87,27 @@ def _score(args) -> int:
     return 0
 
 
+def _stream(args) -> int:
+    from scoring.runner import beam_args
+
+    config = load_config(args.config)
+    pipeline_args = beam_args(config)
+    speedups.activate(config.speedups, pipeline_args)
+    from scoring.model import ScoringError, resolve
+    from scoring.stream import StreamSettings, run_pubsub
+
+    try:
+        model = resolve(args.serving_dir or config.output.serving, args.model_name or config.name, args.version)
+        settings = StreamSettings(args.id_field, config.scoring.batch_size, args.max_wait_seconds,
+                                  config.scoring.window_seconds)
+        run_pubsub(model, settings, args.subscription, args.output_topic, args.dead_letter_topic, args.stats_topic,
+                   pipeline_args)
+    except ScoringError as error:
+        print(f"tfxline stream: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
 # Commands with their own parsers; `edge` imports the LiteRT runtime only, never TensorFlow.
 DELEGATED = {
     "serve": ("serving.server", "TF Serving-compatible model server: tfxline serve --help"),
@@ -142,6 +163,27 @@ def build_parser() -> argparse.ArgumentParser:
                        help="fail when more rows than this share are rejected (default: scoring.max_reject_share)")
     _add_config(score)
     score.set_defaults(handler=_score)
+
+    stream = commands.add_parser(
+        "stream", help="stream scoring: Pub/Sub messages with a pushed version, on a Beam streaming runner",
+        description="Score JSON messages from a Pub/Sub subscription as they arrive (batches of at most "
+                    "scoring.batch_size, waiting at most --max-wait-seconds), on the runner of the config's `beam` "
+                    "section (Dataflow for Pub/Sub). Publishes results, dead letters (messages that cannot be "
+                    "scored, with the reason) and statistics per scoring.window_seconds event-time window.")
+    stream.add_argument("--subscription", required=True, help="projects/PROJECT/subscriptions/NAME to read")
+    stream.add_argument("--output-topic", "--output_topic", required=True, help="projects/PROJECT/topics/NAME "
+                                                                                 "of the results")
+    stream.add_argument("--dead-letter-topic", "--dead_letter_topic", required=True,
+                        help="topic of the messages that cannot be scored")
+    stream.add_argument("--stats-topic", "--stats_topic", help="topic of the windowed statistics")
+    stream.add_argument("--version", type=int, help="the version to score with (default: the stable label's)")
+    stream.add_argument("--serving-dir", "--serving_dir", help="the serving directory (default: the config's)")
+    stream.add_argument("--model-name", "--model_name", help="the model (default: the config's name)")
+    stream.add_argument("--id-field", "--id_field", default="id", help="message field echoed back, not a feature")
+    stream.add_argument("--max-wait-seconds", "--max_wait_seconds", type=float, default=0.05,
+                        help="longest a message waits for its batch to fill")
+    _add_config(stream)
+    stream.set_defaults(handler=_stream)
 
     for name, (_, help_text) in DELEGATED.items():
         commands.add_parser(name, help=help_text, add_help=False)
