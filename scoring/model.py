@@ -32,9 +32,17 @@ class PushedModel:
     inputs: List[dict]  # raw_features.json: name, dtype, default
 
 
+def _remote(path: str) -> bool:
+    return "://" in path
+
+
 def resolve(serving_dir: str, model_name: str, version: Optional[int] = None) -> PushedModel:
-    """The version to score with: `version`, or the one the `stable` label points at."""
+    """The version to score with: `version`, or the one the `stable` label points at. A serving
+    directory on a remote file system (gs://..., for workers that cannot read a local one) needs
+    `version`: the release state is read from local files."""
     base = os.path.join(serving_dir, model_name)
+    if _remote(serving_dir):
+        return _resolve_remote(base, model_name, version)
     on_disk = versions_on_disk(base)
     if version is None:
         labels = read_release(serving_dir, model_name).labels
@@ -52,6 +60,21 @@ def resolve(serving_dir: str, model_name: str, version: Optional[int] = None) ->
     except (OSError, ValueError) as error:
         raise ScoringError(f"{path}: no readable {RAW_FEATURES_FILE} ({error}); "
                            "score a version exported by the tfxline Trainer") from None
+    return PushedModel(model_name, version, path, inputs)
+
+
+def _resolve_remote(base: str, model_name: str, version: Optional[int]) -> PushedModel:
+    from apache_beam.io.filesystems import FileSystems
+
+    if version is None:
+        raise ScoringError(f"{base} is not a local directory; pass --version (the stable label is read from "
+                           "a local models.config)")
+    path = f"{base}/{version}"
+    try:
+        with FileSystems.open(f"{path}/{RAW_FEATURES_FILE}") as handle:
+            inputs = json.load(handle)
+    except Exception as error:  # BeamIOError, or the file system's own
+        raise ScoringError(f"{path}: no readable {RAW_FEATURES_FILE} ({error})") from None
     return PushedModel(model_name, version, path, inputs)
 
 

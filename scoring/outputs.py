@@ -45,9 +45,14 @@ class Layout:
 
 def output_layout(model_path: str, signature: str, id_columns: Sequence[str], version: int) -> Layout:
     """The output key and width from the signature's SignatureDef (shape [-1, width])."""
-    from serving.saved_model import read_signature_defs
+    from apache_beam.io.filesystems import FileSystems
+    from tensorflow.core.protobuf import saved_model_pb2
 
-    outputs = read_signature_defs(model_path)[signature].outputs
+    saved_model = saved_model_pb2.SavedModel()
+    with FileSystems.open(f"{model_path}/saved_model.pb") as handle:  # also gs://
+        saved_model.ParseFromString(handle.read())
+    graphs = [graph for graph in saved_model.meta_graphs if "serve" in graph.meta_info_def.tags]
+    outputs = graphs[0].signature_def[signature].outputs
     key = next(iter(outputs))
     dims = [d.size for d in outputs[key].tensor_shape.dim]
     return Layout(tuple(id_columns), key, dims[1] if len(dims) == 2 and dims[1] > 0 else 1, version)
