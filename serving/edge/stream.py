@@ -78,8 +78,8 @@ class EdgeStream:
                     next_poll = time.monotonic() + self.poll_seconds
         finally:
             self._flush_window(time.time(), final=True)
+            self._client.disconnect()  # sent by the network loop, which then ends
             self._client.loop_stop()
-            self._client.disconnect()
 
     def _take(self, timeout: float) -> List[Tuple[str, bytes]]:
         try:
