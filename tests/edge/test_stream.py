@@ -118,3 +118,38 @@ def test_a_broker_address_that_is_not_host_port_fails_in_one_line(tiny_model):
                              "--broker", "localhost"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert result.stderr.strip() == "tfxline edge: --broker 'localhost' is not HOST:PORT; e.g. --broker localhost:1883"
+
+
+def test_a_newly_published_version_takes_over(tiny_model, broker, tmp_path):
+    import shutil
+
+    base = tmp_path / "edge" / "taxi"
+    version = int(tiny_model.version)
+    shutil.copytree(os.path.join(tiny_model.edge_base, tiny_model.version), base / str(version))
+    log_path = tmp_path / "stream.log"
+    process = subprocess.Popen([TFXLINE, "edge", "stream", "--edge-dir", str(tmp_path / "edge"), "--broker",
+                                f"127.0.0.1:{broker.port}", "--file_system_poll_wait_seconds", "0.2"],
+                               stdout=subprocess.DEVNULL, stderr=open(log_path, "w"))
+    collector = Collector(broker.port, ["tfxline/taxi/scores"])
+    versions = []
+    try:
+        wait_until(lambda: "subscribed to" in log_path.read_text() or process.poll() is not None, timeout=60)
+
+        def ask():
+            collector.publish("tfxline/taxi/requests", json.dumps({"id": len(versions), "fare": 9.5}))
+            wait_until(lambda: len(collector.messages["tfxline/taxi/scores"]) > len(versions), timeout=30)
+            versions.append(json.loads(collector.messages["tfxline/taxi/scores"][-1])["model_version"])
+            return versions[-1]
+
+        assert ask() == version
+        staging = tmp_path / "edge" / "taxi" / ".incoming"
+        shutil.copytree(base / str(version), staging)
+        manifest = json.loads((staging / "manifest.json").read_text())
+        (staging / "manifest.json").write_text(json.dumps({**manifest, "version": version + 1}))
+        staging.rename(base / str(version + 1))  # published as the pipeline does: renamed into place
+        wait_until(lambda: ask() == version + 1, timeout=30, interval=0.1)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        collector.close()
+    assert versions[0] == version and versions[-1] == version + 1
