@@ -98,8 +98,7 @@ def _stream(args) -> int:
 
     try:
         model = resolve(args.serving_dir or config.output.serving, args.model_name or config.name, args.version)
-        settings = StreamSettings(args.id_field, config.scoring.batch_size, args.max_wait_seconds,
-                                  config.scoring.window_seconds)
+        settings = StreamSettings(args.id_field, config.scoring.batch_size, config.scoring.window_seconds)
         run_pubsub(model, settings, args.subscription, args.output_topic, args.dead_letter_topic, args.stats_topic,
                    pipeline_args)
     except ScoringError as error:
@@ -167,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     stream = commands.add_parser(
         "stream", help="stream scoring: Pub/Sub messages with a pushed version, on a Beam streaming runner",
         description="Score JSON messages from a Pub/Sub subscription as they arrive (batches of at most "
-                    "scoring.batch_size, waiting at most --max-wait-seconds), on the runner of the config's `beam` "
+                    "scoring.batch_size within the runner's bundles), on the runner of the config's `beam` "
                     "section (Dataflow for Pub/Sub). Publishes results, dead letters (messages that cannot be "
                     "scored, with the reason) and statistics per scoring.window_seconds event-time window.")
     stream.add_argument("--subscription", required=True, help="projects/PROJECT/subscriptions/NAME to read")
@@ -180,8 +179,6 @@ def build_parser() -> argparse.ArgumentParser:
     stream.add_argument("--serving-dir", "--serving_dir", help="the serving directory (default: the config's)")
     stream.add_argument("--model-name", "--model_name", help="the model (default: the config's name)")
     stream.add_argument("--id-field", "--id_field", default="id", help="message field echoed back, not a feature")
-    stream.add_argument("--max-wait-seconds", "--max_wait_seconds", type=float, default=0.05,
-                        help="longest a message waits for its batch to fill")
     _add_config(stream)
     stream.set_defaults(handler=_stream)
 

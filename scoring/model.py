@@ -100,16 +100,13 @@ class RawFeaturesHandler(ModelHandler):
     """RunInference's model handler. An element is a chunk of rows already in columns
     (scoring.inputs.Chunk), and the model is called on `batch_size` rows at a time. A batch job
     reads chunks of many batches and runs one chunk per call, so Beam's per-element overhead is
-    paid once per chunk, not once per row; a stream has one-row chunks that RunInference batches,
-    waiting at most `max_wait_seconds` for a batch."""
+    paid once per chunk, not once per row; a stream has one-row chunks that RunInference batches
+    within each bundle (up to `max_chunks`)."""
 
-    def __init__(self, model_path: str, batch_size: int, max_chunks: int = 1,
-                 max_wait_seconds: Optional[float] = None):
+    def __init__(self, model_path: str, batch_size: int, max_chunks: int = 1):
         super().__init__()
         self._model_path, self._batch_size = model_path, batch_size
         self._batching = {"min_batch_size": 1, "max_batch_size": max_chunks}
-        if max_wait_seconds is not None:
-            self._batching["max_batch_duration_secs"] = max_wait_seconds
 
     def load_model(self) -> _Signature:
         return _Signature(self._model_path)

@@ -105,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--rest_api_port", type=int, default=8501)
     serve.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0,
                        help="how often to look for a new version")
-    serve.add_argument("--auth_token_file", help="require 'Authorization: Bearer <token>' with this file's token")
+    serve.add_argument("--auth-token-file", "--auth_token_file",
+                       help="require 'Authorization: Bearer <token>' with this file's token")
     serve.set_defaults(handler=_serve)
 
     stream = commands.add_parser(

@@ -24,17 +24,15 @@ def test_test_stream_results_dead_letters_and_windows(tiny_model, tmp_path):
     expected = signature(**{n: tf.constant(v) for n, v in to_columns(rows, model.inputs).items()})["scores"].numpy()
     bad = [b"{not json", json.dumps({"id": "x", "fare": [1, 2]}).encode()]
 
-    events = TestStream().advance_watermark_to(0)
-    for index, row in enumerate(rows[:20]):  # window [0, 10): 20 good, 1 bad
-        events = events.add_elements([beam.window.TimestampedValue(
-            json.dumps({"id": index, **row}).encode(), 1 + index * 0.1)])
-    events = events.add_elements([beam.window.TimestampedValue(bad[0], 5)]).advance_processing_time(1)
-    events = events.advance_watermark_to(10)
-    for index, row in enumerate(rows[20:], start=20):  # window [10, 20): 20 good, 1 bad
-        events = events.add_elements([beam.window.TimestampedValue(
-            json.dumps({"id": index, **row}).encode(), 11 + (index - 20) * 0.1)])
-    events = (events.add_elements([beam.window.TimestampedValue(bad[1], 15)]).advance_processing_time(1)
-              .advance_watermark_to_infinity())
+    def messages(part, start):  # a tenth of a second apart from `start`, in one TestStream step
+        return [beam.window.TimestampedValue(json.dumps({"id": index, **rows[index]}).encode(), start + 0.1 * offset)
+                for offset, index in enumerate(part)]
+
+    events = (TestStream().advance_watermark_to(0)
+              .add_elements(messages(range(20), 1) + [beam.window.TimestampedValue(bad[0], 5)])  # window [0, 10)
+              .advance_processing_time(1).advance_watermark_to(10)
+              .add_elements(messages(range(20, 40), 11) + [beam.window.TimestampedValue(bad[1], 15)])  # [10, 20)
+              .advance_processing_time(1).advance_watermark_to_infinity())
 
     options = PipelineOptions(["--direct_running_mode=in_memory"])
     options.view_as(StandardOptions).streaming = True
