@@ -10,7 +10,7 @@ as Dataflow, set in the config's `beam.extra_args`); the transform itself takes 
 message bytes, and the tests drive it with Beam's TestStream.
 
 Batches form within the runner's bundles, so a result waits at most for its bundle (a streaming
-runner keeps them short: Dataflow's last well under a second). Beam's time-bounded batching
+runner keeps them short). Beam's time-bounded batching
 (`max_batch_duration_secs`) is not used: it buffers elements in state and emits them from a
 processing-time timer, possibly behind the watermark, where downstream windows drop them as late
 (with it, a TestStream test on the DirectRunner under load was missing 7 of 40 results)."""
