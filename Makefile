@@ -1,7 +1,7 @@
 # The two set-up commands of the README: `make run` and `make test`.
 VENV := .venv
 PYTEST_ARGS ?=
-FAST_TIER := tests/code tests/data tests/model tests/serving tests/edge
+FAST_TIER := tests/code tests/data tests/model tests/serving tests/edge tests/scoring
 
 .PHONY: run test test-fast test-all lint env system-packages protos
 

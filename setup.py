@@ -1,7 +1,7 @@
 """tfxline: a TFX 1.16 pipeline, TF Serving-compatible serving and a TFLite edge runtime."""
 from setuptools import find_packages, setup
 
-PACKAGES = ("config", "metadata", "pipeline", "components", "trainer", "schema", "serving")
+PACKAGES = ("config", "metadata", "pipeline", "components", "scoring", "trainer", "schema", "serving")
 
 setup(
     name="tfxline",
@@ -26,6 +26,8 @@ setup(
         "pydantic>=2,<3",
         "PyYAML>=6",
         "grpcio",
+        # MQTT for `tfxline edge stream`; also in serving/edge/requirements.txt for the device.
+        "paho-mqtt==2.2.0",
         "httptools>=0.6",
         'uvloop>=0.18; sys_platform != "win32"',
     ],

@@ -172,6 +172,24 @@ class BeamConfig(_Strict):
     extra_args: List[str] = Field(default_factory=list)
 
 
+class BulkInferrerConfig(_Strict):
+    """TFX's BulkInferrer after the Evaluator: the blessed model's predictions on one split, as a
+    pipeline artifact (InferenceResult)."""
+    enabled: bool = False
+    split: str = "eval"
+
+
+class ScoringConfig(_Strict):
+    """Batch scoring (`tfxline score`) and stream scoring (`tfxline stream`, `tfxline edge stream`)."""
+    # Input columns copied to every output row for the join back; none: the file and row number.
+    id_columns: List[str] = Field(default_factory=list)
+    batch_size: int = Field(default=1024, ge=1)
+    # A job with more rejected rows than this share fails (the rejects are still written).
+    max_reject_share: float = Field(default=0.01, ge=0, le=1)
+    # Length of the windows of the monitoring statistics a stream emits.
+    window_seconds: float = Field(default=60.0, gt=0)
+
+
 class KubeflowConfig(_Strict):
     """Where the compiled Kubeflow pipeline reads and writes: paths as the pods see them."""
     image: str = "tfxline:latest"
@@ -213,6 +231,8 @@ class PipelineConfig(_Strict):
     output: OutputConfig = Field(default_factory=OutputConfig)
     edge: EdgeConfig = Field(default_factory=EdgeConfig)
     beam: BeamConfig = Field(default_factory=BeamConfig)
+    scoring: ScoringConfig = Field(default_factory=ScoringConfig)
+    bulk_inferrer: BulkInferrerConfig = Field(default_factory=BulkInferrerConfig)
     metadata: MetadataConfig = Field(default_factory=MetadataConfig)
     kubeflow: KubeflowConfig = Field(default_factory=KubeflowConfig)
     # The local run's speed-ups (config/speedups.py); TFXLINE_SPEEDUPS=0 also turns them off.
@@ -238,6 +258,9 @@ class PipelineConfig(_Strict):
             if metric not in allowed:
                 raise ValueError(
                     f"evaluation: metric '{metric}' is not one of {sorted(allowed)} for task '{self.task}'")
+        if self.bulk_inferrer.split not in self.data.split_buckets:
+            raise ValueError(f"bulk_inferrer.split: '{self.bulk_inferrer.split}' is not one of the splits "
+                             f"{sorted(self.data.split_buckets)}")
         for slice_keys in self.evaluation.slices:
             for key in slice_keys:
                 if key not in names:

@@ -57,6 +57,56 @@ def _schema_draft(args) -> int:
     return 0
 
 
+def _score(args) -> int:
+    from scoring.runner import beam_args
+
+    config = load_config(args.config)
+    scoring = config.scoring
+    pipeline_args = beam_args(config)
+    speedups.activate(config.speedups, pipeline_args)  # before Beam is imported
+    from scoring import batch
+    from scoring.model import ScoringError, resolve
+
+    try:
+        model = resolve(args.serving_dir or config.output.serving, args.model_name or config.name, args.version)
+        job = batch.Job(args.input, args.output, model,
+                        args.id_columns.split(",") if args.id_columns else scoring.id_columns, args.format,
+                        args.batch_size or scoring.batch_size,
+                        scoring.max_reject_share if args.max_reject_share is None else args.max_reject_share)
+        result = batch.run(job, pipeline_args)
+    except ScoringError as error:
+        print(f"tfxline score: {error}", file=sys.stderr)
+        return 1
+    print(f"tfxline score: {result.scored:,} rows scored with {model.name} version {model.version} in "
+          f"{result.seconds:.1f} s ({result.scored / max(result.seconds, 1e-9):,.0f} rows/s), {result.rejected:,} "
+          f"rejected; {result.summary_path}")
+    failure = batch.reject_failure(job, result)
+    if failure:
+        print(f"tfxline score: {failure}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _stream(args) -> int:
+    from scoring.runner import beam_args
+
+    config = load_config(args.config)
+    pipeline_args = beam_args(config)
+    speedups.activate(config.speedups, pipeline_args)
+    from scoring.model import ScoringError, resolve
+    from scoring.stream import StreamSettings, run_pubsub
+
+    try:
+        model = resolve(args.serving_dir or config.output.serving, args.model_name or config.name, args.version)
+        settings = StreamSettings(args.id_field, config.scoring.batch_size, config.scoring.window_seconds)
+        run_pubsub(model, settings, args.subscription, args.output_topic, args.dead_letter_topic, args.stats_topic,
+                   pipeline_args)
+    except ScoringError as error:
+        print(f"tfxline stream: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
 # Commands with their own parsers; `edge` imports the LiteRT runtime only, never TensorFlow.
 DELEGATED = {
     "serve": ("serving.server", "TF Serving-compatible model server: tfxline serve --help"),
@@ -87,6 +137,50 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(draft)
     draft.add_argument("--output", required=True, help="schema.pbtxt to write")
     draft.set_defaults(handler=_schema_draft)
+
+    score = commands.add_parser(
+        "score", help="batch scoring: CSV, TFRecord or request-log files with a pushed version, on Beam",
+        description="Score every row of INPUT with a pushed version (default: the one labelled stable) through "
+                    "Beam's RunInference, on the runner of the config's `beam` section. Writes, per row, the id "
+                    "columns (or the source file and row number), the scores and the model version; rows that "
+                    "do not fit the model's raw features go to rejects-*.jsonl with the reason.")
+    score.add_argument("input", metavar="INPUT",
+                       help="a CSV file with a header, a directory or glob of CSV or TFRecord (tf.Example) files, "
+                            "or a request log directory")
+    score.add_argument("--output", required=True, help="a new or empty directory for scores-*, rejects-* and "
+                                                       "summary.json")
+    score.add_argument("--version", type=int, help="the version to score with (default: the stable label's)")
+    score.add_argument("--serving-dir", "--serving_dir", help="the serving directory (default: the config's)")
+    score.add_argument("--model-name", "--model_name", help="the model (default: the config's name)")
+    score.add_argument("--id-columns", "--id_columns",
+                       help="comma-separated input columns copied to each output row (default: scoring.id_columns; "
+                            "none: the source file and row number)")
+    score.add_argument("--format", choices=["csv", "tfrecord", "parquet"], default="csv", help="the scores' format")
+    score.add_argument("--batch-size", "--batch_size", type=int, help="rows per model call (default: "
+                                                                       "scoring.batch_size)")
+    score.add_argument("--max-reject-share", "--max_reject_share", type=float,
+                       help="fail when more rows than this share are rejected (default: scoring.max_reject_share)")
+    _add_config(score)
+    score.set_defaults(handler=_score)
+
+    stream = commands.add_parser(
+        "stream", help="stream scoring: Pub/Sub messages with a pushed version, on a Beam streaming runner",
+        description="Score JSON messages from a Pub/Sub subscription as they arrive (batches of at most "
+                    "scoring.batch_size within the runner's bundles), on the runner of the config's `beam` "
+                    "section (Dataflow for Pub/Sub). Publishes results, dead letters (messages that cannot be "
+                    "scored, with the reason) and statistics per scoring.window_seconds event-time window.")
+    stream.add_argument("--subscription", required=True, help="projects/PROJECT/subscriptions/NAME to read")
+    stream.add_argument("--output-topic", "--output_topic", required=True, help="projects/PROJECT/topics/NAME "
+                                                                                 "of the results")
+    stream.add_argument("--dead-letter-topic", "--dead_letter_topic", required=True,
+                        help="topic of the messages that cannot be scored")
+    stream.add_argument("--stats-topic", "--stats_topic", help="topic of the windowed statistics")
+    stream.add_argument("--version", type=int, help="the version to score with (default: the stable label's)")
+    stream.add_argument("--serving-dir", "--serving_dir", help="the serving directory (default: the config's)")
+    stream.add_argument("--model-name", "--model_name", help="the model (default: the config's name)")
+    stream.add_argument("--id-field", "--id_field", default="id", help="message field echoed back, not a feature")
+    _add_config(stream)
+    stream.set_defaults(handler=_stream)
 
     for name, (_, help_text) in DELEGATED.items():
         commands.add_parser(name, help=help_text, add_help=False)

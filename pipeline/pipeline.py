@@ -8,12 +8,12 @@ from typing import List, Optional
 import tensorflow_model_analysis as tfma
 # Not `tfx.v1`: it also imports TFX's Google Cloud extensions (Vertex AI and BigQuery clients),
 # about 3 s of every run's start-up that a local or Kubeflow run of this pipeline never uses.
-from tfx.components import Evaluator, ExampleValidator, SchemaGen, StatisticsGen, Trainer, Transform
+from tfx.components import BulkInferrer, Evaluator, ExampleValidator, SchemaGen, StatisticsGen, Trainer, Transform
 from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
 from tfx.dsl.components.common.resolver import Resolver
 from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import LatestBlessedModelStrategy
 from tfx.orchestration.pipeline import Pipeline
-from tfx.proto import example_gen_pb2, pusher_pb2, trainer_pb2, transform_pb2
+from tfx.proto import bulk_inferrer_pb2, example_gen_pb2, pusher_pb2, trainer_pb2, transform_pb2
 from tfx.types import Channel, standard_artifacts
 
 from components.anomaly_gate.component import AnomalyGate
@@ -166,6 +166,15 @@ def create_pipeline(config: PipelineConfig, pipeline_root: str, data_path: str, 
     ).with_id("Pusher")
     components = [example_gen, statistics_gen, schema_gen, example_validator, anomaly_gate, transform,
                   trainer, resolver, evaluator, pusher]
+    if config.bulk_inferrer.enabled:
+        # Predictions of the blessed model for one split, as PredictionLogs in an InferenceResult
+        # artifact (nothing is inferred when the model is not blessed).
+        components.append(BulkInferrer(
+            examples=example_gen.outputs["examples"],
+            model=trainer.outputs["model"],
+            model_blessing=evaluator.outputs["blessing"],
+            data_spec=bulk_inferrer_pb2.DataSpec(example_splits=[config.bulk_inferrer.split]),
+            model_spec=bulk_inferrer_pb2.ModelSpec(model_signature_name=["serving_default"])))
     if config.edge.enabled:
         components.append(TFLiteExport(
             model=trainer.outputs["model"],

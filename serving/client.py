@@ -1,13 +1,18 @@
 """The inspection software's client: raw features in, scores out, over REST or gRPC, against
 real TF Serving or `tfxline serve` alike. Timeouts on every call; retries with exponential
 backoff only where retrying is safe (connection errors, 429, 503, 504). Canary and shadow
-releases are client-side, as TF Serving itself routes by the label a request names."""
+releases are client-side, as TF Serving itself routes by the label a request names. The
+fallback client answers from the device's own LiteRT model while the server cannot; over REST
+it imports no TensorFlow, so it runs on an edge device's LiteRT-only install."""
 import concurrent.futures
+import dataclasses
 import json
 import logging
+import os
 import random
+import threading
 import time
-from typing import Dict, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import requests
@@ -53,6 +58,37 @@ class ServingClient:
 
     def status(self) -> dict:
         return self._with_retries(lambda: self._get(""))
+
+    def label_version(self, label: str) -> int:
+        """The version a label points at on the server (from the model's metadata)."""
+        if self.protocol == "rest":
+            return int(self._with_retries(lambda: self._get(f"/labels/{label}/metadata"))["model_spec"]["version"])
+        from tensorflow_serving.apis import get_model_metadata_pb2
+
+        request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+        request.model_spec.name = self.model_name
+        request.model_spec.version_label = label
+        response = self._with_retries(lambda: self._grpc_call(self._grpc().GetModelMetadata, request))
+        return int(response.model_spec.version.value)
+
+    def available_versions(self) -> List[int]:
+        """The versions the server has loaded and serves."""
+        if self.protocol == "rest":
+            entries = self.status().get("model_version_status", [])
+            return sorted(int(entry["version"]) for entry in entries if entry.get("state") == "AVAILABLE")
+        import grpc
+        from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
+
+        request = get_model_status_pb2.GetModelStatusRequest()
+        request.model_spec.name = self.model_name
+        channel = (grpc.secure_channel(self._grpc_target, grpc.ssl_channel_credentials(
+            open(self._ca_file, "rb").read() if self._ca_file else None)) if self._tls
+            else grpc.insecure_channel(self._grpc_target))
+        with channel:
+            stub = model_service_pb2_grpc.ModelServiceStub(channel)
+            response = self._with_retries(lambda: self._grpc_call(stub.GetModelStatus, request))
+        return sorted(int(entry.version) for entry in response.model_version_status
+                      if get_model_status_pb2.ModelVersionStatus.State.Name(entry.state) == "AVAILABLE")
 
     def _with_retries(self, call):
         for attempt in range(self.retries + 1):
@@ -217,3 +253,127 @@ class ShadowClient:
     def close(self) -> None:
         self._pool.shutdown(wait=True)
 
+
+
+@dataclasses.dataclass(frozen=True)
+class Answer:
+    """Scores with the model version and the path that produced them."""
+    scores: np.ndarray
+    version: int
+    path: str  # SERVER or EDGE
+
+
+SERVER, EDGE = "server", "edge"
+
+
+class FallbackClient:
+    """The central server first, the device's LiteRT model (the newest good version in
+    `<edge_dir>/<model>`) when the server is unreachable or does not answer within the client's
+    timeout. While the server is down, requests go straight to the local model and the server is
+    tried again after a backoff (doubling up to `max_retry_seconds`); the first answer it gives
+    switches back. Every switch is logged and kept in `switches`.
+
+    Answers from the server come from the version the `label` points at, asked by number, so
+    each answer names its version. The local model must be that version or its predecessor (the
+    newest older version the server keeps loaded next to it: a release's rollback target);
+    otherwise a warning is logged, and the local model still answers when the server cannot."""
+
+    def __init__(self, client: ServingClient, edge_dir: str, variant: str = "float", label: str = STABLE,
+                 retry_seconds: float = 0.5, max_retry_seconds: float = 30.0, refresh_seconds: float = 30.0):
+        self.client, self.label, self.variant = client, label, variant
+        self.edge_base = os.path.join(edge_dir, client.model_name)
+        self.retry_seconds, self.max_retry_seconds, self.refresh_seconds = (retry_seconds, max_retry_seconds,
+                                                                            refresh_seconds)
+        self.switches: List[dict] = []
+        self.path = SERVER
+        self.version_mismatch: Optional[str] = None
+        self._lock = threading.Lock()
+        self._backoff = retry_seconds
+        self._retry_at = 0.0
+        self._server_version: Optional[int] = None
+        self._resolved_at = 0.0
+        self._edge = None
+
+    def predict(self, rows: Sequence[Dict[str, object]]) -> Answer:
+        rows = self._complete(rows)
+        if time.monotonic() >= self._retry_at:
+            try:
+                version = self._stable_version()
+                scores = self.client.predict(rows, version=version)
+            except PredictionError as error:
+                if error.status != "UNAVAILABLE":
+                    raise  # the server answered: a bad request stays the caller's error
+                self._server_down(error.message)
+            else:
+                self._server_up()
+                return Answer(scores, version, SERVER)
+        return self._edge_answer(rows)
+
+    def _complete(self, rows) -> List[dict]:
+        """A feature left out takes the model's missing value on both paths (the server, like TF
+        Serving, wants every input; the edge runtime fills them in)."""
+        edge = self._edge_model()
+        if edge is None:
+            return list(rows)
+        defaults = {item["name"]: item["default"] for item in edge.inputs}
+        return [{**defaults, **row} if isinstance(row, dict) else row for row in rows]
+
+    def _stable_version(self) -> int:
+        if self._server_version is None or time.monotonic() - self._resolved_at > self.refresh_seconds:
+            version = self.client.label_version(self.label)
+            self._server_version, self._resolved_at = version, time.monotonic()
+            self._check_edge_version(version)
+        return self._server_version
+
+    def _edge_model(self):
+        from serving.edge import runtime
+
+        self._edge = runtime.load_newest(self.edge_base, self.variant, self._edge)
+        return self._edge
+
+    def _check_edge_version(self, stable: int) -> None:
+        edge = self._edge_model()
+        if edge is None:
+            log.warning("fallback: no loadable edge model under %s; nothing answers while the server is down",
+                        self.edge_base)
+            return
+        if edge.version == stable:
+            self.version_mismatch = None
+            return
+        predecessor = max((v for v in self.client.available_versions() if v < stable), default=None)
+        if edge.version == predecessor:
+            self.version_mismatch = None
+            log.info("fallback: the edge model is version %d, the predecessor of the server's %s %d",
+                     edge.version, self.label, stable)
+            return
+        self.version_mismatch = (f"the edge model under {self.edge_base} is version {edge.version}, neither the "
+                                 f"server's {self.label} {stable} nor its predecessor {predecessor}; publish "
+                                 f"version {stable} to the device")
+        log.warning("fallback: %s", self.version_mismatch)
+
+    def _server_down(self, reason: str) -> None:
+        with self._lock:
+            self._retry_at = time.monotonic() + self._backoff * (0.5 + random.random() / 2)
+            self._backoff = min(self._backoff * 2, self.max_retry_seconds)
+            if self.path == SERVER:
+                self._switch(EDGE, reason)
+
+    def _server_up(self) -> None:
+        with self._lock:
+            self._backoff = self.retry_seconds
+            if self.path == EDGE:
+                self._server_version = None  # a release may have moved the label meanwhile
+                self._switch(SERVER, "the server answers again")
+
+    def _switch(self, path: str, reason: str) -> None:
+        self.path = path
+        self.switches.append({"time": time.time(), "to": path, "reason": reason})
+        log.warning("fallback: answering from the %s: %s", path, reason)
+
+    def _edge_answer(self, rows) -> Answer:
+        edge = self._edge_model()
+        if edge is None:
+            raise PredictionError("UNAVAILABLE", f"{self.client.model_name}: the server does not answer and "
+                                                 f"there is no loadable edge model under {self.edge_base}")
+        return Answer(np.asarray(edge.predict(list(rows)), dtype=np.float32).reshape(len(rows), -1),
+                      edge.version, EDGE)

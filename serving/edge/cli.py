@@ -54,6 +54,38 @@ def _serve(args) -> int:
     return 0
 
 
+def _stream(args) -> int:
+    import logging
+    import signal
+    import threading
+
+    from serving.edge.stream import EdgeStream
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s tfxline edge: %(message)s")
+    host, _, port = args.broker.rpartition(":")
+    if not host or not port.isdigit():
+        print(f"tfxline edge: --broker {args.broker!r} is not HOST:PORT; e.g. --broker localhost:1883",
+              file=sys.stderr)
+        return 2
+    password = None
+    if args.password_file:
+        with open(args.password_file) as handle:
+            password = handle.read().strip()
+    topic = f"tfxline/{args.model_name}"
+    stream = EdgeStream(args.edge_dir, args.model_name, host, int(port), args.input_topic or f"{topic}/requests",
+                        args.output_topic or f"{topic}/scores", args.dead_letter_topic or f"{topic}/dead-letter",
+                        args.stats_topic or f"{topic}/stats", args.window_seconds, args.variant, args.id_field,
+                        args.qos, args.max_batch, args.file_system_poll_wait_seconds, args.client_id,
+                        args.username, password)
+    stop = threading.Event()
+    for signal_number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signal_number, lambda *_: stop.set())
+    stream.run(stop)
+    print(f"tfxline edge: stream stopped; {stream.scored:,} scored, {stream.dead_lettered:,} dead-lettered",
+          file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tfxline edge", description="Run published TFLite models on the device.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -74,6 +106,29 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--auth-token-file", "--auth_token_file",
                        help="require 'Authorization: Bearer <token>' with this file's token")
     serve.set_defaults(handler=_serve)
+
+    stream = commands.add_parser(
+        "stream", help="score MQTT messages and publish the results",
+        description="Subscribe to an MQTT topic of JSON feature objects, score them with the newest published "
+                    "TFLite version, publish results, dead letters (malformed messages with the reason) and "
+                    "windowed statistics. Topics default to tfxline/<model>/{requests,scores,dead-letter,stats}.")
+    _add_model_flags(stream)
+    stream.add_argument("--broker", default="localhost:1883", help="the MQTT broker, HOST:PORT")
+    stream.add_argument("--input-topic", "--input_topic", help="topic (filter) to subscribe to")
+    stream.add_argument("--output-topic", "--output_topic", help="topic of the results")
+    stream.add_argument("--dead-letter-topic", "--dead_letter_topic", help="topic of the messages that were refused")
+    stream.add_argument("--stats-topic", "--stats_topic", help="topic of the windowed statistics")
+    stream.add_argument("--window-seconds", "--window_seconds", type=float, default=60.0,
+                        help="length of the statistics windows")
+    stream.add_argument("--id-field", "--id_field", default="id", help="message field echoed back, not a feature")
+    stream.add_argument("--qos", type=int, choices=[0, 1, 2], default=1, help="MQTT quality of service")
+    stream.add_argument("--max-batch", "--max_batch", type=int, default=256, help="most messages scored in one call")
+    stream.add_argument("--client-id", "--client_id", default="", help="MQTT client id (default: random)")
+    stream.add_argument("--username", help="MQTT user name")
+    stream.add_argument("--password-file", "--password_file", help="file holding the MQTT password")
+    stream.add_argument("--file_system_poll_wait_seconds", type=float, default=5.0,
+                        help="how often to look for a new version")
+    stream.set_defaults(handler=_stream)
     return parser
 
 

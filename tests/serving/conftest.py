@@ -2,7 +2,6 @@
 signatures) and a real `tfxline serve` process on loopback ports."""
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -60,8 +59,8 @@ def models_config(base_path: Path, name: str = "half_plus_two", labels=None, ver
 
 
 class Server:
-    def __init__(self, args, cwd: Path):
-        self.rest_port, self.grpc_port = free_port(), free_port()
+    def __init__(self, args, cwd: Path, rest_port: int = None, grpc_port: int = None):
+        self.rest_port, self.grpc_port = rest_port or free_port(), grpc_port or free_port()
         self.log_path = cwd / f"server-{self.rest_port}.log"
         command = [TFXLINE, "serve", f"--port={self.grpc_port}",
                    f"--rest_api_port={self.rest_port}", *args]
@@ -108,7 +107,8 @@ def server(half_plus_models, tmp_path_factory):
     directory = tmp_path_factory.mktemp("server")
     (directory / "models.config").write_text(models_config(half_plus_models, labels={"stable": 1, "canary": 2},
                                                            versions=[1, 2]))
-    (directory / "monitoring.config").write_text('prometheus_config { enable: true, path: "/monitoring/prometheus/metrics" }\n')
+    (directory / "monitoring.config").write_text(
+        'prometheus_config { enable: true, path: "/monitoring/prometheus/metrics" }\n')
     (directory / "batching.txt").write_text("max_batch_size { value: 64 }\nbatch_timeout_micros { value: 1000 }\n"
                                             "max_enqueued_batches { value: 100 }\nnum_batch_threads { value: 2 }\n")
     running = Server([f"--model_config_file={directory / 'models.config'}",
