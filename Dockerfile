@@ -11,6 +11,7 @@ COPY config config
 COPY metadata metadata
 COPY pipeline pipeline
 COPY components components
+COPY review review
 COPY trainer trainer
 COPY schema schema
 COPY serving serving

@@ -1,7 +1,7 @@
 """tfxline: a TFX 1.16 pipeline, TF Serving-compatible serving and a TFLite edge runtime."""
 from setuptools import find_packages, setup
 
-PACKAGES = ("config", "metadata", "pipeline", "components", "trainer", "schema", "serving")
+PACKAGES = ("config", "metadata", "pipeline", "components", "review", "trainer", "schema", "serving")
 
 setup(
     name="tfxline",
@@ -29,7 +29,9 @@ setup(
         'uvloop>=0.18; sys_platform != "win32"',
     ],
     extras_require={
-        "test": ["pytest", "import-linter==2.15", "ruff==0.17.6"],
+        # fairlearn 0.9.0: the last release that installs with pandas<2 (TFX's pin); the fairness
+        # numbers are checked against it.
+        "test": ["pytest", "import-linter==2.15", "ruff==0.17.6", "fairlearn==0.9.0", "nbclient", "nbformat"],
         # The per-request FastAPI endpoint the serving benchmark compares against.
         "bench": ["fastapi", "uvicorn"],
     },
