@@ -124,12 +124,14 @@ def from_components(store, components: Dict[str, runs.ComponentRun], run_id: Opt
                 if artifact.id not in nodes or nodes[artifact.id].producer is None:
                     nodes[artifact.id] = _node(artifact, type_names, producer)
     for component_id, component in components.items():
+        candidates = {a.id for a in component.inputs.get("model", [])}
         for key, artifacts in component.inputs.items():
+            # A model evaluated against itself (a re-run before anything newer was blessed) is the candidate.
+            baseline = key == "baseline_model" and not {a.id for a in artifacts} & candidates
             for artifact in artifacts:
                 if artifact.id not in nodes:
-                    role = "baseline" if key == "baseline_model" else ""
-                    nodes[artifact.id] = _node(artifact, type_names, None, role)
-                elif key == "baseline_model":
+                    nodes[artifact.id] = _node(artifact, type_names, None, "baseline" if baseline else "")
+                elif baseline:
                     nodes[artifact.id] = dataclasses.replace(nodes[artifact.id], role="baseline")
                 for outputs in component.outputs.values():
                     edges.extend(Edge(artifact.id, output.id, component_id) for output in outputs

@@ -132,7 +132,7 @@ def run(store, pipeline_name: str, run_id: Optional[str] = None) -> Dict[str, Co
         matches = [c for c in contexts if c.name == run_id] or [c for c in contexts if c.name.startswith(run_id)]
         if len(matches) != 1:
             known = ", ".join(c.name for c in contexts[-5:])
-            problem = "matches several runs" if matches else "is not a run of"
+            problem = "matches several runs of" if matches else "is not a run of"
             raise UnknownRun(f"'{run_id}' {problem} pipeline '{pipeline_name}' (latest runs: {known})")
         context = matches[0]
     return {

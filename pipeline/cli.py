@@ -57,6 +57,34 @@ def _schema_draft(args) -> int:
     return 0
 
 
+def _review(args) -> int:
+    from review import facts, model_card, report
+
+    config = load_config(args.config)
+    if args.list_runs:
+        for run in report.list_runs(config):
+            print(f"{run['run_id']}  {run['summary']}")
+        return 0
+    try:
+        built = report.build(config, args.run, args.config)
+    except (facts.ReviewProblem, model_card.CardError) as problem:
+        print(f"tfxline review: {problem}", file=sys.stderr)
+        return 1
+    paths = report.write(config, built, args.output)
+    print(paths["html"])
+    for note in built["notes"]:
+        print(f"tfxline review: {note}", file=sys.stderr)
+    placeholders = built["model_card"]["placeholders"]
+    if placeholders and not args.strict:
+        print(f"tfxline review: {built['model_card']['note']}", file=sys.stderr)
+    if placeholders and args.strict:
+        print(f"tfxline review: --strict: the model card still has {len(placeholders)} placeholder(s) "
+              f"({', '.join(placeholders)}); write them in {config.review.model_card}"
+              + (f" (template: {paths['card_template']})" if "card_template" in paths else ""), file=sys.stderr)
+        return 1
+    return 0
+
+
 # Commands with their own parsers; `edge` imports the LiteRT runtime only, never TensorFlow.
 DELEGATED = {
     "serve": ("serving.server", "TF Serving-compatible model server: tfxline serve --help"),
@@ -87,6 +115,22 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(draft)
     draft.add_argument("--output", required=True, help="schema.pbtxt to write")
     draft.set_defaults(handler=_schema_draft)
+
+    review = commands.add_parser(
+        "review", help="a self-contained HTML review of a run, with its JSON and model card",
+        description="Write review.html (self-contained), review.json, model_card.md and model_card.json for a "
+                    "pipeline run from its artifacts (no Beam, no model loaded) and print the HTML's path.")
+    _add_config(review)
+    review.add_argument("--run", metavar="ID",
+                        help="the pipeline run to review: its id in ML Metadata (a local run's start time, "
+                             "e.g. 2026-12-03T14:32:28.557516, or a unique prefix of it; see --list-runs); "
+                             "default the latest")
+    review.add_argument("--list-runs", "--list_runs", action="store_true", help="list the runs' ids and exit")
+    review.add_argument("--output", metavar="DIR",
+                        help="directory to write into (default <output root>/review/<name>/<run id>)")
+    review.add_argument("--strict", action="store_true",
+                        help="fail while a human part of the model card is still a placeholder")
+    review.set_defaults(handler=_review)
 
     for name, (_, help_text) in DELEGATED.items():
         commands.add_parser(name, help=help_text, add_help=False)

@@ -131,7 +131,7 @@ def _domain(feature, schema: schema_pb2.Schema, values: ValueFilter) -> Optional
             (d for d in schema.string_domain if d.name == feature.domain), None)
         if domain is None:
             return {"kind": "string", "values": [], "values_not_shown": 0}
-        shown = [v for v in domain.value if values.allows(_name(feature), v)]
+        shown = [v for v in domain.value if values.allows(feature.name, v)]
         return {"kind": "string", "values": shown, "values_not_shown": len(domain.value) - len(shown)}
     if kind == "int_domain":
         domain = feature.int_domain

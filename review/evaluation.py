@@ -313,13 +313,14 @@ def slices(evaluation: Evaluation, metric_names: List[str], min_slice_size: int,
         rows.append({"slice": slice_label(key), "feature": feature or "(all)", "key": [list(item) for item in key],
                      "count": count, "sufficient": key == OVERALL or count >= min_slice_size,
                      "metrics": metrics, "regressed": regressed, "rank": None})
-    ranked = [row for row in rows if row["feature"] != "(all)" and row["sufficient"]
-              and primary and row["metrics"][primary]["candidate"] is not None]
-    ranked.sort(key=lambda row: row["metrics"][primary]["candidate"], reverse=primary in LOWER_IS_BETTER)
-    for rank, row in enumerate(ranked, 1):
-        row["rank"] = rank
+    for feature in {row["feature"] for row in rows} - {"(all)"}:
+        ranked = [row for row in rows if row["feature"] == feature and row["sufficient"]
+                  and primary and row["metrics"][primary]["candidate"] is not None]
+        ranked.sort(key=lambda row: row["metrics"][primary]["candidate"], reverse=primary in LOWER_IS_BETTER)
+        for rank, row in enumerate(ranked, 1):
+            row["rank"] = rank
     rows.sort(key=lambda row: (row["feature"] != "(all)", row["feature"], row["rank"] is None,
-                               row["rank"] or 0, str(row["key"])))
+                               row["rank"] or 0, [(type(v).__name__ == "str", v) for _, v in row["key"]]))
     return {"metrics": metric_names, "primary": primary, "min_slice_size": min_slice_size, "rows": rows,
             "hidden": hidden, "min_count": min_count, "has_baseline": evaluation.baseline is not None}
 
