@@ -349,11 +349,9 @@ def _categorical_cell(categorical: dict) -> str:
             + (f' <span class="muted">({hidden} with fewer examples not shown)</span>' if hidden else ""))
 
 
-def data_html(report: dict) -> str:
-    data = report.get("data") or {}
-    summary = report["summary"]
-    parts = ['<section id="data"><h2>Data</h2>']
-    statistics = data.get("statistics") or {}
+def statistics_html(report: dict) -> str:
+    statistics = (report.get("data") or {}).get("statistics") or {}
+    parts = []
     for split, table in statistics.items():
         parts.append(f"<h3>Statistics: {_e(split)} ({table['num_examples']:,} rows)</h3>")
         rows = []
@@ -364,33 +362,44 @@ def data_html(report: dict) -> str:
             rows.append([name, _e(row["type"]), _count(row["present"]), _count(row["missing"]), detail])
         parts.append(_table(["feature", "type", "present", "missing", "distribution"], rows,
                             [False, False, True, True, False]))
-    schema = data.get("schema")
-    if schema:
-        parts.append("<h3>Schema</h3>")
-        rows = []
-        for feature in schema["features"]:
-            domain = feature["domain"]
-            if domain is None:
-                domain_text = "-"
-            elif domain["kind"] == "string":
-                domain_text = ", ".join(_e(v) for v in domain["values"]) + (
-                    f' <span class="muted">(+{domain["values_not_shown"]} rare)</span>'
-                    if domain["values_not_shown"] else "")
-            else:
-                domain_text = _e(", ".join(f"{k} {v}" for k, v in domain.items() if v is not None))
-            presence = " ".join(x for x in (f"min fraction {feature['min_fraction']:g}" if feature["min_fraction"]
-                                            is not None else "",
-                                            f"min count {feature['min_count']}" if feature["min_count"] else "") if x)
-            comparators = "; ".join(f"{kind}: " + ", ".join(f"{k} {v:g}" for k, v in feature[kind].items())
-                                    for kind in ("drift", "skew") if feature[kind])
-            envs = ", ".join([f"not in {e}" for e in feature["not_in_environment"]] +
-                             [f"in {e}" for e in feature["in_environment"]])
-            rows.append([_e(feature["feature"]), _e(feature["type"]), _e(presence or "-"),
-                         _e(feature["valency"] or "-"), domain_text, _e(envs or "-"), _e(comparators or "-")])
-        parts.append(_table(["feature", "type", "presence", "values", "domain", "environments",
-                             "drift / skew comparators"], rows))
+    if not statistics:
+        parts.append('<p class="muted">No statistics in this run.</p>')
+    return "".join(parts)
+
+
+def schema_html(report: dict) -> str:
+    schema = (report.get("data") or {}).get("schema")
+    if not schema:
+        return '<h3>Schema</h3><p class="muted">No schema in this run.</p>'
+    rows = []
+    for feature in schema["features"]:
+        domain = feature["domain"]
+        if domain is None:
+            domain_text = "-"
+        elif domain["kind"] == "string":
+            domain_text = ", ".join(_e(v) for v in domain["values"]) + (
+                f' <span class="muted">(+{domain["values_not_shown"]} rare)</span>'
+                if domain["values_not_shown"] else "")
+        else:
+            domain_text = _e(", ".join(f"{k} {v}" for k, v in domain.items() if v is not None))
+        presence = " ".join(x for x in (f"min fraction {feature['min_fraction']:g}" if feature["min_fraction"]
+                                        is not None else "",
+                                        f"min count {feature['min_count']}" if feature["min_count"] else "") if x)
+        comparators = "; ".join(f"{kind}: " + ", ".join(f"{k} {v:g}" for k, v in feature[kind].items())
+                                for kind in ("drift", "skew") if feature[kind])
+        envs = ", ".join([f"not in {e}" for e in feature["not_in_environment"]] +
+                         [f"in {e}" for e in feature["in_environment"]])
+        name = _e(feature["feature"]) + (' <span class="badge warn">sensitive</span>' if feature["sensitive"] else "")
+        rows.append([name, _e(feature["type"]), _e(presence or "-"), _e(feature["valency"] or "-"), domain_text,
+                     _e(envs or "-"), _e(comparators or "-")])
+    return "<h3>Schema</h3>" + _table(["feature", "type", "presence", "values", "domain", "environments",
+                                       "drift / skew comparators"], rows)
+
+
+def anomalies_html(report: dict) -> str:
+    summary = report["summary"]
     anomalies = summary.get("anomalies")
-    parts.append("<h3>Anomalies</h3>")
+    parts = ["<h3>Anomalies</h3>"]
     if anomalies is None:
         parts.append('<p class="muted">Not checked: the AnomalyGate did not run.</p>')
     elif not anomalies:
@@ -408,8 +417,12 @@ def data_html(report: dict) -> str:
                             [[_e(m["feature"]), _e(m["check"]), _e(m["measure"]), _num(m["value"]),
                               _num(m["threshold"]), _badge(not m["exceeded"], "within", "beyond")]
                              for m in drift["measurements"]], [False, False, False, True, True, False]))
-    parts.append("</section>")
     return "".join(parts)
+
+
+def data_html(report: dict) -> str:
+    return ('<section id="data"><h2>Data</h2>' + statistics_html(report) + schema_html(report)
+            + anomalies_html(report) + "</section>")
 
 
 STEP_LABELS = {"span": "examples (span)", "statistics": "statistics", "schema": "schema", "anomalies": "anomalies",
@@ -507,14 +520,22 @@ SECTIONS: Dict[str, Callable[[dict], str]] = {
     "lineage": lineage_html,
     "model_card": model_card_html,
 }
+# Parts of the data section, for the data notebook.
+PARTS: Dict[str, Callable[[dict], str]] = {
+    "notes": notes_html,
+    "statistics": statistics_html,
+    "schema": schema_html,
+    "anomalies": anomalies_html,
+}
 TITLES = {"summary": "Summary", "slices": "Slices", "plots": "Plots", "fairness": "Fairness", "data": "Data",
           "lineage": "Lineage", "model_card": "Model card"}
 
 
 def fragment(report: dict, names: List[str]) -> str:
-    """Some sections with the page's style, for a notebook cell."""
+    """Some sections (or parts of the data section) with the page's style, for a notebook cell."""
+    renderers = {**SECTIONS, **PARTS}
     return f'<div class="tfxline-review"><style>{_scoped_css()}</style>' + "".join(
-        SECTIONS[name](report) for name in names) + "</div>"
+        renderers[name](report) for name in names) + "</div>"
 
 
 def _scoped_css() -> str:
