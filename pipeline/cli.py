@@ -72,16 +72,14 @@ def _review(args) -> int:
         return 1
     paths = report.write(config, built, args.output)
     print(paths["html"])
-    for note in built["notes"]:
-        print(f"tfxline review: {note}", file=sys.stderr)
     placeholders = built["model_card"]["placeholders"]
-    if placeholders and not args.strict:
-        print(f"tfxline review: {built['model_card']['note']}", file=sys.stderr)
-    if placeholders and args.strict:
+    if args.strict and placeholders:  # a failing command prints one line: the notes stay in the report
         print(f"tfxline review: --strict: the model card still has {len(placeholders)} placeholder(s) "
               f"({', '.join(placeholders)}); write them in {config.review.model_card}"
               + (f" (template: {paths['card_template']})" if "card_template" in paths else ""), file=sys.stderr)
         return 1
+    for note in built["notes"] + [built["model_card"]["note"]] * bool(placeholders):
+        print(f"tfxline review: {note}", file=sys.stderr)
     return 0
 
 

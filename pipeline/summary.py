@@ -2,7 +2,7 @@
 as the lines `tfxline run` prints."""
 from typing import Optional
 
-from review import facts
+from review import evaluation, facts
 
 collect = facts.collect
 
@@ -40,7 +40,7 @@ def format_summary(summary: dict, seconds: float) -> str:
                 "value thresholds (first model: no baseline yet)"
             lines.append(f"  blessed     yes, on {basis}")
         else:
-            reasons = [failure["text"] for failure in summary["validation_failures"]]
+            reasons = evaluation.failure_reasons(summary["validation_failures"])
             lines.append("  blessed     NO: " + ("; ".join(reasons) if reasons else "see the Evaluator's output"))
     if "pushed" in summary:
         lines.append(f"  pushed      version {summary['pushed_version']} to {summary['pushed_path']}"

@@ -236,7 +236,8 @@ def _failure_text(failure: dict) -> str:
                 f"more than the allowed {threshold['max_drop']:g}")
     bound = (f"below the lower bound {threshold['lower']:g}" if "lower" in threshold and value < threshold["lower"]
              else f"above the bound {threshold.get('upper', float('nan')):g}")
-    text = f"{metric} on {where} is {value:.4f}, {bound}"
+    where = f"between {failure['groups'][0]} and {failure['groups'][1]}" if failure["kind"] == "gap" else f"on {where}"
+    text = f"{metric} {where} is {value:.4f}, {bound}"
     return text + (f" (baseline: {baseline:.4f})" if baseline is not None else "")
 
 
@@ -250,6 +251,8 @@ def validation_failures(evaluation: Evaluation) -> List[dict]:
         if per_slice.HasField("cross_slice_key"):
             pair = (slice_key(per_slice.cross_slice_key.baseline_slice_key),
                     slice_key(per_slice.cross_slice_key.comparison_slice_key))
+            if str(pair[0]) > str(pair[1]) and (pair[1], pair[0]) in evaluation.cross:
+                continue  # the gaps are symmetric: each pair of groups once
             where = f"{slice_label(pair[0])} vs {slice_label(pair[1])}"
             values, cross = evaluation.cross.get(pair, {}), True
         else:
@@ -268,6 +271,9 @@ def validation_failures(evaluation: Evaluation) -> List[dict]:
                 "baseline": number(values.get(Key(name, evaluation.baseline))) if evaluation.baseline else None,
                 "message": failure.message.strip(),
             }
+            if cross:
+                item["groups"] = [slice_label(pair[0]), slice_label(pair[1])]
+                item["feature"] = ", ".join(column for column, _ in pair[0])
             item["text"] = _failure_text(item)
             failures.append(item)
     for spec in result.missing_slices:
@@ -388,3 +394,19 @@ def plots(evaluation: Evaluation, task: str, min_count: int) -> dict:
                               "residual": prediction - label})
         result["residuals"] = sorted(residuals, key=lambda r: (r["feature"] != "(all)", r["feature"], r["slice"]))
     return result
+
+
+def failure_reasons(failures: List[dict]) -> List[str]:
+    """The failures in a few lines: each missed threshold, and for each gap metric and feature the
+    largest gap and how many pairs of groups were beyond the bound."""
+    reasons, gaps = [], {}
+    for failure in failures:
+        if failure["kind"] == "gap":
+            gaps.setdefault((failure["metric"], failure["feature"]), []).append(failure)
+        else:
+            reasons.append(failure["text"])
+    for (metric, feature), items in gaps.items():
+        worst = max(items, key=lambda f: f["value"] if f["value"] is not None else -1)
+        others = f"; {len(items) - 1} other pair(s) beyond it too" if len(items) > 1 else ""
+        reasons.append(f"{worst['text']}{others}")
+    return reasons

@@ -74,9 +74,8 @@ def evaluation_note(run: Run) -> Optional[str]:
     if state == "ok":
         return None
     if state == "failed":
-        log = os.path.join(run.config.output.root, "tfxline.log")
         return (f"The Evaluator failed in run {run.run_id}, so there are no metrics, slices, plots or fairness "
-                f"results to review (its error is in the run's log, {log}).")
+                "results to review (`tfxline run` printed its error; --verbose shows the full logs).")
     stopped = [name for name, component in run.components.items() if not component.succeeded]
     where = f" at {stopped[0]}" if stopped else ""
     return (f"Run {run.run_id} stopped{where} before the Evaluator, so there are no metrics, slices, plots or "

@@ -117,7 +117,9 @@ def visit(url: str, browser: str, width: int = 1280, height: int = 2400, settle:
                 text = " ".join(str(arg.get("value", arg.get("description", ""))) for arg in params.get("args", []))
                 console.append({"level": params.get("type"), "text": text})
             elif method == "Runtime.exceptionThrown":
-                console.append({"level": "error", "text": params["exceptionDetails"].get("text", "exception")})
+                details = params["exceptionDetails"]
+                text = details.get("exception", {}).get("description") or details.get("text", "exception")
+                console.append({"level": "error", "text": text})
             elif method == "Log.entryAdded":
                 entry = params["entry"]
                 console.append({"level": entry.get("level"), "text": entry.get("text", "")})
