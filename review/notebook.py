@@ -4,16 +4,20 @@ VS Code and `nbconvert --to html` alike.
 
 The config comes from $TFXLINE_CONFIG (default: the shipped taxi config) and the run from
 $TFXLINE_RUN (default: the latest), so a notebook runs top to bottom without edits after
-`tfxline run`. When there is nothing to review, `load` says so in one sentence and every `show`
-is empty."""
+`tfxline run`. A relative output root is where `tfxline run` put it: under $TFXLINE_RUN_DIR, else
+the kernel's directory or its parent (Jupyter starts a kernel in the notebook's own directory,
+notebooks/, and `make run` runs at the repository's root). When there is nothing to review, `load`
+says so in one sentence and every `show` is empty."""
 import os
 from typing import Optional
 
 from config import DEFAULT_CONFIG, ConfigError, load_config
+from metadata import store
 from review import facts, html, model_card, report as review_report
 
 CONFIG_ENV = "TFXLINE_CONFIG"
 RUN_ENV = "TFXLINE_RUN"
+RUN_DIR_ENV = "TFXLINE_RUN_DIR"
 
 
 class _Html:
@@ -45,10 +49,23 @@ class Review:
         return review_report.write(self.config, self.report)["html"]
 
 
+def _rooted(config):
+    """The config with its output root where the run put it."""
+    if os.path.isabs(config.output.root):
+        return config
+    places = [os.environ[RUN_DIR_ENV]] if os.environ.get(RUN_DIR_ENV) else [os.getcwd(), os.path.dirname(os.getcwd())]
+    for place in places:
+        rooted = config.model_copy(update={"output": config.output.model_copy(
+            update={"root": os.path.join(place, config.output.root)})})
+        if store.has_store(rooted):
+            return rooted
+    return config
+
+
 def load(config_path: Optional[str] = None, run_id: Optional[str] = None) -> Review:
     path = config_path or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG
     try:
-        config = load_config(path)
+        config = _rooted(load_config(path))
         built = review_report.build(config, run_id or os.environ.get(RUN_ENV) or None, path)
     except (ConfigError, facts.ReviewProblem, model_card.CardError) as problem:
         print(f"Nothing to review: {problem}")

@@ -39,3 +39,16 @@ def test_data_review_notebook_executes(taxi_run):
     page = html_of(notebook)
     assert "Statistics: train" in page and "Statistics: eval" in page and "<h3>Schema</h3>" in page
     assert "Drift and skew" in page and "payment_type" in page
+
+
+def test_a_relative_output_root_is_found_from_the_notebooks_directory(taxi_run, tmp_path):
+    """As after `make run` at the repository's root: the run wrote ./<root>, and Jupyter starts the
+    kernel in notebooks/."""
+    from tests.conftest import write_config
+
+    config = write_config(tmp_path, data={"path": str(taxi_run.config.data.path)}, output={"root": "out"})
+    kernel_dir = taxi_run.root / "notebooks"
+    kernel_dir.mkdir(exist_ok=True)
+    notebook = execute_notebook("data_review", config, kernel_dir)
+    printed = "".join(text for kind, text in notebook_outputs(notebook) if kind == "stream:stdout")
+    assert printed.startswith("Run ") and "Statistics: eval" in html_of(notebook)
