@@ -4,6 +4,7 @@ import collections
 import io
 import json
 import math
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -23,9 +24,9 @@ pytestmark = pytest.mark.e2e
 MAX_BYTES = 1.5 * 2 ** 20
 
 
-def review(config_path: Path, *flags, cwd=None) -> subprocess.CompletedProcess:
+def review(config_path: Path, *flags, cwd=None, env=None) -> subprocess.CompletedProcess:
     return subprocess.run([TFXLINE, "review", "--config", str(config_path), *flags], capture_output=True, text=True,
-                          timeout=300, cwd=cwd or config_path.parent)
+                          timeout=300, cwd=cwd or config_path.parent, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -272,6 +273,19 @@ def test_the_same_review_written_twice_is_the_same_but_for_its_time(reviewed, ta
     _, first = reviewed
     again = review(taxi_run.root / "config.yaml", "--run", first["run_id"], "--output", str(tmp_path))
     assert again.returncode == 0 and Path(again.stdout.strip()) == tmp_path / "review.html"
+    second = json.loads((tmp_path / "review.json").read_text())
+    first, second = dict(first), dict(second)
+    for report in (first, second):
+        report.pop("generated")
+    assert first == second
+
+
+def test_the_review_is_the_same_with_tfma_imported(reviewed, taxi_run, tmp_path):
+    """The review-tfma-protos speed-up off: TFMA is imported and its own modules parse the same files."""
+    _, first = reviewed
+    env = {**os.environ, "TFXLINE_SPEEDUPS": "-review-tfma-protos"}
+    again = review(taxi_run.root / "config.yaml", "--run", first["run_id"], "--output", str(tmp_path), env=env)
+    assert again.returncode == 0, again.stderr
     second = json.loads((tmp_path / "review.json").read_text())
     first, second = dict(first), dict(second)
     for report in (first, second):
