@@ -25,6 +25,8 @@ class Run:
     store: object
     run_id: str
     components: Dict[str, runs.ComponentRun]
+    # What was read once from the artifacts (the statistics are read by several parts).
+    loaded: dict = dataclasses.field(default_factory=dict)
 
     def output(self, component: str, key: str):
         return self.components[component].output(key) if component in self.components else None
@@ -100,10 +102,11 @@ def anomalies(run: Run) -> Optional[list]:
 
 
 def statistics(run: Run) -> Dict[str, object]:
-    artifact = run.output("StatisticsGen", "statistics")
-    if artifact is None:
-        return {}
-    return {split: data.split_statistics(artifact.uri, split) for split in splits(artifact)}
+    if "statistics" not in run.loaded:
+        artifact = run.output("StatisticsGen", "statistics")
+        run.loaded["statistics"] = {} if artifact is None else {
+            split: data.split_statistics(artifact.uri, split) for split in splits(artifact)}
+    return run.loaded["statistics"]
 
 
 def value_filter(run: Run) -> data.ValueFilter:

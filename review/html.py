@@ -211,10 +211,13 @@ def _curve_charts(plots: dict) -> List[str]:
     charts.append(svg.line_chart("Precision-recall curve", series_pr, "recall", "precision"))
     candidate = curves.get("candidate") or next(iter(curves.values()))
     step = max(1, len(candidate) // 10)
-    rows = [[_num(p["threshold"], 2), _num(p["recall"]), _num(p["false_positive_rate"]), _num(p["precision"]),
-             _count(p["tp"]), _count(p["fp"]), _count(p["tn"]), _count(p["fn"])] for p in candidate[::step]]
-    table = _table(["threshold", "TPR (recall)", "FPR", "precision", "TP", "FP", "TN", "FN"], rows, [True] * 8)
-    return [f'<div class="chart">{charts[0]}</div>', f'<div class="chart">{charts[1]}{_twin(table)}</div>']
+    points = candidate[::step]
+    roc = _table(["threshold", "FPR", "TPR", "TP", "FP", "TN", "FN"],
+                 [[_num(p["threshold"], 2), _num(p["false_positive_rate"]), _num(p["recall"]), _count(p["tp"]),
+                   _count(p["fp"]), _count(p["tn"]), _count(p["fn"])] for p in points], [True] * 7)
+    pr = _table(["threshold", "recall", "precision"],
+                [[_num(p["threshold"], 2), _num(p["recall"]), _num(p["precision"])] for p in points], [True] * 3)
+    return [f'<div class="chart">{charts[0]}{_twin(roc)}</div>', f'<div class="chart">{charts[1]}{_twin(pr)}</div>']
 
 
 def _calibration_chart(plots: dict) -> List[str]:

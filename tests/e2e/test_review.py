@@ -52,6 +52,9 @@ def test_the_report_is_one_self_contained_file_with_its_json_and_card(reviewed):
     for section in ("summary", "slices", "plots", "fairness", "data", "lineage", "model-card"):
         assert f'<section id="{section}">' in page
     assert report["format"] == "tfxline-review/1" and report["run_id"] in page
+    charts = page.split('<div class="chart">')[1:]
+    assert len(charts) == 4  # ROC, precision-recall, calibration, confusion matrix
+    assert all("<svg" in chart.split("</div>")[0] and "<table>" in chart.split("</div>")[0] for chart in charts)
 
 
 def close(a, b) -> bool:
