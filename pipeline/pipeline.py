@@ -22,7 +22,7 @@ from components.batched_csv_example_gen.component import BatchedCsvExampleGen
 from components.evaluator import fairness
 from components.evaluator.component import CrossSliceEvaluator
 from components.tflite_export.component import TFLiteExport
-from config import LOWER_IS_BETTER, PipelineConfig, metrics as metric_names, names
+from config import LOWER_IS_BETTER, PipelineConfig, ReviewConfig, metrics as metric_names, names
 
 PREPROCESSING_FN = "trainer.preprocessing.preprocessing_fn"
 RUN_FN = "trainer.run.run_fn"
@@ -158,7 +158,9 @@ def create_pipeline(config: PipelineConfig, pipeline_root: str, data_path: str, 
     anomaly_gate = AnomalyGate(anomalies=example_validator.outputs["anomalies"],
                                allowed_anomalies=config.evaluation.allowed_anomalies)
 
-    custom_config = {"config": config.to_custom_config(), "code_version": code_version()}
+    # The review's settings do not change what is trained: kept out of Transform's and Trainer's cache key.
+    trained = config.model_copy(update={"review": ReviewConfig()})
+    custom_config = {"config": trained.to_custom_config(), "code_version": code_version()}
     transform = Transform(
         examples=example_gen.outputs["examples"],
         schema=schema_gen.outputs["schema"],

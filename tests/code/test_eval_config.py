@@ -63,3 +63,18 @@ def test_without_fairness_features_there_are_no_pairs(tmp_path):
     assert not tfma_config.cross_slicing_specs
     names = {m.class_name for m in tfma_config.metrics_specs[0].metrics}
     assert "DemographicParityDifference" not in names and "ConfusionMatrixAtThresholds" in names
+
+
+def test_review_settings_do_not_change_the_trainers_cache_key(tmp_path):
+    from pipeline.pipeline import create_pipeline
+
+    def trainer_config(directory, **overrides):
+        config = load_config(str(write_config(tmp_path / directory, **overrides)))
+        pipeline = create_pipeline(config, pipeline_root=str(tmp_path / "root"), data_path=config.data.path,
+                                   schema_path=config.schema_.curated_path, serving_dir=str(tmp_path / "s"),
+                                   edge_dir=str(tmp_path / "e"))
+        return next(c for c in pipeline.components if c.id == "Trainer").exec_properties["custom_config"]
+
+    plain = trainer_config("a")
+    assert trainer_config("b", review={"min_count": 20, "min_slice_size": 5, "model_card": "/elsewhere.yaml"}) == plain
+    assert trainer_config("c", training={"epochs": 3}) != plain
