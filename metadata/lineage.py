@@ -123,19 +123,22 @@ def from_components(store, components: Dict[str, runs.ComponentRun], run_id: Opt
                 producer = None if artifact.id in component.resolved else component_id
                 if artifact.id not in nodes or nodes[artifact.id].producer is None:
                     nodes[artifact.id] = _node(artifact, type_names, producer)
+    baselines = set()
     for component_id, component in components.items():
-        candidates = {a.id for a in component.inputs.get("model", [])}
         for key, artifacts in component.inputs.items():
-            # A model evaluated against itself (a re-run before anything newer was blessed) is the candidate.
-            baseline = key == "baseline_model" and not {a.id for a in artifacts} & candidates
             for artifact in artifacts:
                 if artifact.id not in nodes:
-                    nodes[artifact.id] = _node(artifact, type_names, None, "baseline" if baseline else "")
-                elif baseline:
-                    nodes[artifact.id] = dataclasses.replace(nodes[artifact.id], role="baseline")
+                    nodes[artifact.id] = _node(artifact, type_names, None)
+                if key == "baseline_model":
+                    baselines.add(artifact.id)
                 for outputs in component.outputs.values():
                     edges.extend(Edge(artifact.id, output.id, component_id) for output in outputs
                                  if output.id not in component.resolved)
+    # The baseline is a model an earlier run wrote; a model this run wrote (or reused from the cache)
+    # and compared with itself is the candidate.
+    for artifact_id in baselines:
+        if nodes[artifact_id].producer is None:
+            nodes[artifact_id] = dataclasses.replace(nodes[artifact_id], role="baseline")
     ordering = [(gate, gated) for gate, gated in ORDERING
                 if gate in components and gated in components and components[gate].succeeded]
     return Lineage(run_id, list(nodes.values()), _unique(edges),

@@ -75,8 +75,11 @@ def _artifacts_by_key(store, execution_id: int, kinds) -> Dict[str, List[metadat
     artifacts = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in events])}
     found: Dict[str, List[metadata_store_pb2.Artifact]] = {}
     for event in events:
-        key = event.path.steps[0].key if event.path.steps else ""
-        found.setdefault(key, []).append(artifacts[event.artifact_id])
+        # An artifact given to one execution under two keys (a model that is also its own baseline) is
+        # one event whose path lists both.
+        keys = [step.key for step in event.path.steps if step.WhichOneof("value") == "key"] or [""]
+        for key in keys:
+            found.setdefault(key, []).append(artifacts[event.artifact_id])
     return found
 
 

@@ -136,3 +136,28 @@ def test_upstream_walks_from_the_edge_model_back_to_the_examples(recorded):
     assert first["model"] in found and old_model not in found  # the baseline, not what it was compared with
     assert second["statistics"] not in found  # statistics feed the gate, not the model
     assert traced.components["Trainer"] == "COMPLETE"
+
+
+def test_a_model_that_is_its_own_baseline_is_listed_under_both_keys_and_drawn_as_the_candidate(tmp_path):
+    """TFX records one event for an artifact given under two keys: its path lists both."""
+    recorder = Recorder(tmp_path / "metadata.sqlite")
+    run_context = recorder._context("pipeline_run", "2026-01-03T10:00:00")
+    contexts = recorder.store.get_contexts_by_id([recorder.pipeline, run_context])
+    model = recorder.artifact("Model", "/model")
+    trainer = mlmd.Execution(type_id=recorder._type("execution", "Trainer"), last_known_state=mlmd.Execution.CACHED)
+    output = mlmd.Event(type=mlmd.Event.OUTPUT)
+    output.path.steps.add().key = "model"
+    node = recorder.store.get_contexts_by_id([recorder._context("node", f"{PIPELINE}.Trainer")])
+    recorder.store.put_execution(trainer, [(mlmd.Artifact(id=model), output)], contexts + node)
+    evaluator = mlmd.Execution(type_id=recorder._type("execution", "Evaluator"),
+                               last_known_state=mlmd.Execution.COMPLETE)
+    both = mlmd.Event(type=mlmd.Event.INPUT)
+    for key in ("baseline_model", "model"):
+        both.path.steps.add().key = key
+        both.path.steps.add().index = 0
+    node = recorder.store.get_contexts_by_id([recorder._context("node", f"{PIPELINE}.Evaluator")])
+    recorder.store.put_execution(evaluator, [(mlmd.Artifact(id=model), both)], contexts + node)
+    run = runs.run(recorder.store, PIPELINE)
+    assert [a.id for a in run["Evaluator"].inputs["model"]] == [model]
+    assert [a.id for a in run["Evaluator"].inputs["baseline_model"]] == [model]
+    assert [(n.step, n.role) for n in lineage.for_run(recorder.store, PIPELINE).chain()] == [("model", "")]
