@@ -12,6 +12,7 @@ COPY metadata metadata
 COPY pipeline pipeline
 COPY components components
 COPY scoring scoring
+COPY review review
 COPY trainer trainer
 COPY schema schema
 COPY serving serving

@@ -1,7 +1,7 @@
 """tfxline: a TFX 1.16 pipeline, TF Serving-compatible serving and a TFLite edge runtime."""
 from setuptools import find_packages, setup
 
-PACKAGES = ("config", "metadata", "pipeline", "components", "scoring", "trainer", "schema", "serving")
+PACKAGES = ("config", "metadata", "pipeline", "components", "review", "scoring", "trainer", "schema", "serving")
 
 setup(
     name="tfxline",
@@ -35,7 +35,10 @@ setup(
         # grpcio-tools 1.48 bundles protoc 3.19, whose generated code the pinned protobuf 3.20 loads:
         # a test regenerates serving/protos/*_pb2.py with it and compares. Its protoc module imports
         # pkg_resources, which setuptools 81 removed.
-        "test": ["pytest", "import-linter==2.15", "ruff==0.17.6", "grpcio-tools==1.48.2", "setuptools<81"],
+        # fairlearn 0.9.0: the last release that installs with pandas<2 (TFX's pin); the fairness
+        # numbers are checked against it.
+        "test": ["pytest", "import-linter==2.15", "ruff==0.17.6", "fairlearn==0.9.0", "nbclient", "nbformat",
+                 "grpcio-tools==1.48.2", "setuptools<81"],
         # The per-request FastAPI endpoint the serving benchmark compares against.
         "bench": ["fastapi", "uvicorn"],
     },

@@ -58,29 +58,32 @@ class SchemaConfig(_Strict):
         return self
 
 
-class NumericFeature(_Strict):
+class _Feature(_Strict):
     name: str
+    # A sensitive feature (e.g. a protected attribute) is named as such in the model card; the review
+    # shows it only in aggregates of at least `review.min_count` examples, never per example.
+    sensitive: bool = False
+
+
+class NumericFeature(_Feature):
     kind: Literal["numeric"]
     default: float = 0.0
 
 
-class BucketizedFeature(_Strict):
-    name: str
+class BucketizedFeature(_Feature):
     kind: Literal["bucketized"]
     buckets: int = Field(ge=2)
     default: float = 0.0
 
 
-class CategoricalIntFeature(_Strict):
-    name: str
+class CategoricalIntFeature(_Feature):
     kind: Literal["categorical_int"]
     # Values are ids in [0, num_values); others fall into one extra bucket.
     num_values: int = Field(ge=1)
     default: int = 0
 
 
-class CategoricalStringFeature(_Strict):
-    name: str
+class CategoricalStringFeature(_Feature):
     kind: Literal["categorical_string"]
     top_k: int = Field(default=1000, ge=1)
     default: str = ""
@@ -129,6 +132,24 @@ class ChangeThreshold(_Strict):
     max_drop: float = Field(ge=0)
 
 
+class GapBounds(_Strict):
+    """Largest gaps allowed between two groups of one feature (fairlearn's definitions, at the decision
+    threshold): the Evaluator does not bless a model beyond them."""
+    demographic_parity_difference: Optional[float] = Field(default=None, ge=0, le=1)
+    equalized_odds_difference: Optional[float] = Field(default=None, ge=0, le=1)
+
+
+class FairnessConfig(_Strict):
+    # Grouping features: each group's count, selection rate, TPR, FPR and FNR are reported.
+    features: List[str] = Field(default_factory=list)
+    # A score above it is a positive prediction (also the confusion matrix's threshold).
+    decision_threshold: float = Field(default=0.5, gt=0, lt=1)
+    # Smaller groups are reported as insufficient data and left out of the gaps and the gate.
+    min_group_size: int = Field(default=30, ge=1)
+    # Feature -> bounds; features without bounds are reported, not gated.
+    max_gaps: Dict[str, GapBounds] = Field(default_factory=dict)
+
+
 class EvaluationConfig(_Strict):
     # Metric name -> lower bound for blessing (value thresholds; the first run uses these alone).
     thresholds: Dict[str, float]
@@ -141,6 +162,7 @@ class EvaluationConfig(_Strict):
     # Points on the curves of auc and auc_precision_recall. TFMA's default, 10,000, made the
     # Evaluator 1.7 s slower on the taxi data (30 slices) for an AUC 0.0005 higher.
     curve_thresholds: int = Field(default=1000, gt=1)
+    fairness: FairnessConfig = Field(default_factory=FairnessConfig)
 
 
 class OutputConfig(_Strict):
@@ -164,6 +186,17 @@ class EdgeConfig(_Strict):
     max_score_diff: float = Field(default=1e-4, gt=0)
     max_metric_drop: float = Field(default=0.005, ge=0)
     parity_examples: int = Field(default=2000, ge=10)
+
+
+class ReviewConfig(_Strict):
+    """`tfxline review` and the notebooks: the report, its slices and the model card."""
+    # The model card's human parts, reviewed by people (relative to the config file); default
+    # <config name>.model_card.yaml beside the config.
+    model_card: Optional[str] = None
+    # Slices with fewer eval examples are flagged as insufficient data instead of ranked.
+    min_slice_size: int = Field(default=50, ge=1)
+    # Privacy: no aggregate of fewer examples (no slice, group or value count) is shown.
+    min_count: int = Field(default=10, ge=1)
 
 
 class BeamConfig(_Strict):
@@ -230,6 +263,7 @@ class PipelineConfig(_Strict):
     evaluation: EvaluationConfig
     output: OutputConfig = Field(default_factory=OutputConfig)
     edge: EdgeConfig = Field(default_factory=EdgeConfig)
+    review: ReviewConfig = Field(default_factory=ReviewConfig)
     beam: BeamConfig = Field(default_factory=BeamConfig)
     scoring: ScoringConfig = Field(default_factory=ScoringConfig)
     bulk_inferrer: BulkInferrerConfig = Field(default_factory=BulkInferrerConfig)
@@ -265,6 +299,15 @@ class PipelineConfig(_Strict):
             for key in slice_keys:
                 if key not in names:
                     raise ValueError(f"evaluation.slices: '{key}' is not a feature")
+        fairness = self.evaluation.fairness
+        if fairness.features and self.task != "binary":
+            raise ValueError(f"evaluation.fairness: selection rates and TPR/FPR need task 'binary', not '{self.task}'")
+        for name in fairness.features:
+            if name not in names:
+                raise ValueError(f"evaluation.fairness.features: '{name}' is not a feature")
+        for name in fairness.max_gaps:
+            if name not in fairness.features:
+                raise ValueError(f"evaluation.fairness.max_gaps: '{name}' is not one of fairness.features")
         return self
 
     @property
@@ -323,10 +366,14 @@ def load_config(path: str = DEFAULT_CONFIG, resolve_inputs: bool = True) -> Pipe
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of settings at the top level")
     config = parse_config(raw, path)
-    return _resolve_paths(config, Path(file_path).parent) if resolve_inputs else config
+    return _resolve_paths(config, Path(file_path)) if resolve_inputs else config
 
 
-def _resolve_paths(config: PipelineConfig, base: Path) -> PipelineConfig:
+MODEL_CARD_SUFFIX = ".model_card.yaml"
+
+
+def _resolve_paths(config: PipelineConfig, config_file: Path) -> PipelineConfig:
+    base = config_file.parent
     data_path = resolve_path(config.data.path, base)
     if not os.path.isdir(data_path):
         raise ConfigError(f"data.path: '{data_path}' is not a directory of CSV files")
@@ -337,7 +384,10 @@ def _resolve_paths(config: PipelineConfig, base: Path) -> PipelineConfig:
             raise ConfigError(
                 f"schema.curated_path: '{schema_path}' not found (write one with 'tfxline schema draft')")
         schema = schema.model_copy(update={"curated_path": schema_path})
+    card = config.review.model_card
+    card = resolve_path(card, base) if card else str(base / (config_file.stem + MODEL_CARD_SUFFIX))
     return config.model_copy(update={
         "data": config.data.model_copy(update={"path": data_path}),
         "schema_": schema,
+        "review": config.review.model_copy(update={"model_card": card}),
     })

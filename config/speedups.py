@@ -1,7 +1,8 @@
 """Every speed-up of a local `tfxline run` that leans on another library's behaviour or internals.
 
 Only `run_local` activates them (the `tfxline run` command and in-process callers such as the
-tests); `compile`, `serve`, Kubeflow pods and every other command run without them. Each one names
+tests); `compile`, `serve`, Kubeflow pods and every other command run without them, except
+`review-tfma-protos`, which the review asks for with `applies`. Each one names
 the library version it was written against and is skipped, with one line on stderr, when another
 version is installed. `TFXLINE_SPEEDUPS=0` (or `speedups: false` in the config) turns them all off,
 `TFXLINE_SPEEDUPS=-name,-name` the named ones; a run without them gives the same examples, schema,
@@ -34,6 +35,9 @@ commits that added them, re-measured in BENCHMARKS.md as a whole):
   tf.saved_model.save would trace again for Keras serialization (export 7.6 s -> 1.7 s).
 - tflite-loaded-model: the TFLite parity check uses the SavedModel the converter already loaded
   instead of loading it a second time (1 s).
+- review-tfma-protos: `tfxline review` and the notebooks read the Evaluator's output with TFMA's own
+  proto modules, loaded without TFMA's package `__init__` (which imports TensorFlow and Beam: 10-15 s
+  of a review that otherwise takes 1-2 s). Off, the review imports TFMA and reads the same records.
 
 Dropped: blocking the imports of pymongo and scikit-learn (0.3 s; a blocked import fails whoever
 needs it, as `tfxline compile` did), and re-using TFT's pruned Transform graph across calls
@@ -109,6 +113,20 @@ def activate(enabled: bool = True, beam_args: Optional[List[str]] = None) -> Lis
 
 def active(name: str) -> bool:
     return name in _active
+
+
+def applies(name: str) -> bool:
+    """Whether a speed-up that its own code installs (outside a local run) is on: not switched off by
+    TFXLINE_SPEEDUPS and written for the installed version of its library."""
+    speedup = next(s for s in SPEEDUPS if s.name == name)
+    if name in _switched_off(os.environ.get(SWITCH, "1")):
+        return False
+    version = _installed_version(speedup.distribution)
+    if not version.startswith(speedup.written_for):
+        print(f"tfxline: speed-up '{name}' is off: written for {speedup.distribution} "
+              f"{speedup.written_for}*, {version} is installed", file=sys.stderr)
+        return False
+    return True
 
 
 def workers_in_process(args: List[str]) -> bool:
@@ -304,4 +322,5 @@ SPEEDUPS = [
     Speedup("fast-exit", "python", "3.10."),
     Speedup("tft-tracked-resources", "tensorflow-transform", "1.16."),
     Speedup("tflite-loaded-model", "tensorflow", "2.16."),
+    Speedup("review-tfma-protos", "tensorflow-model-analysis", "0.47."),
 ]

@@ -26,3 +26,9 @@ def connection_config(config: PipelineConfig) -> metadata_store_pb2.ConnectionCo
 
 def open_store(config: PipelineConfig) -> metadata_store.MetadataStore:
     return metadata_store.MetadataStore(connection_config(config))
+
+
+def has_store(config: PipelineConfig) -> bool:
+    """Whether there can be runs to read: False for a SQLite store that was never created (reading
+    would create an empty one). A MySQL store is assumed to exist."""
+    return config.metadata.kind != "sqlite" or os.path.isfile(sqlite_path(config))

@@ -104,6 +104,31 @@ def _stream(args) -> int:
     except ScoringError as error:
         print(f"tfxline stream: {error}", file=sys.stderr)
         return 1
+
+
+def _review(args) -> int:
+    from review import facts, model_card, report
+
+    config = load_config(args.config)
+    if args.list_runs:
+        for run in report.list_runs(config):
+            print(f"{run['run_id']}  {run['summary']}")
+        return 0
+    try:
+        built = report.build(config, args.run, args.config)
+    except (facts.ReviewProblem, model_card.CardError) as problem:
+        print(f"tfxline review: {problem}", file=sys.stderr)
+        return 1
+    paths = report.write(config, built, args.output)
+    print(paths["html"])
+    placeholders = built["model_card"]["placeholders"]
+    if args.strict and placeholders:  # a failing command prints one line: the notes stay in the report
+        print(f"tfxline review: --strict: the model card still has {len(placeholders)} placeholder(s) "
+              f"({', '.join(placeholders)}); write them in {config.review.model_card}"
+              + (f" (template: {paths['card_template']})" if "card_template" in paths else ""), file=sys.stderr)
+        return 1
+    for note in built["notes"] + [built["model_card"]["note"]] * bool(placeholders):
+        print(f"tfxline review: {note}", file=sys.stderr)
     return 0
 
 
@@ -181,6 +206,22 @@ def build_parser() -> argparse.ArgumentParser:
     stream.add_argument("--id-field", "--id_field", default="id", help="message field echoed back, not a feature")
     _add_config(stream)
     stream.set_defaults(handler=_stream)
+
+    review = commands.add_parser(
+        "review", help="a self-contained HTML review of a run, with its JSON and model card",
+        description="Write review.html (self-contained), review.json, model_card.md and model_card.json for a "
+                    "pipeline run from its artifacts (no Beam, no model loaded) and print the HTML's path.")
+    _add_config(review)
+    review.add_argument("--run", metavar="ID",
+                        help="the pipeline run to review: its id in ML Metadata (a local run's start time, "
+                             "e.g. 2026-12-03T14:32:28.557516, or a unique prefix of it; see --list-runs); "
+                             "default the latest")
+    review.add_argument("--list-runs", "--list_runs", action="store_true", help="list the runs' ids and exit")
+    review.add_argument("--output", metavar="DIR",
+                        help="directory to write into (default <output root>/review/<name>/<run id>)")
+    review.add_argument("--strict", action="store_true",
+                        help="fail while a human part of the model card is still a placeholder")
+    review.set_defaults(handler=_review)
 
     for name, (_, help_text) in DELEGATED.items():
         commands.add_parser(name, help=help_text, add_help=False)

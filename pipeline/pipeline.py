@@ -8,7 +8,7 @@ from typing import List, Optional
 import tensorflow_model_analysis as tfma
 # Not `tfx.v1`: it also imports TFX's Google Cloud extensions (Vertex AI and BigQuery clients),
 # about 3 s of every run's start-up that a local or Kubeflow run of this pipeline never uses.
-from tfx.components import BulkInferrer, Evaluator, ExampleValidator, SchemaGen, StatisticsGen, Trainer, Transform
+from tfx.components import BulkInferrer, ExampleValidator, SchemaGen, StatisticsGen, Trainer, Transform
 from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
 from tfx.dsl.components.common.resolver import Resolver
 from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import LatestBlessedModelStrategy
@@ -19,8 +19,10 @@ from tfx.types import Channel, standard_artifacts
 from components.anomaly_gate.component import AnomalyGate
 from components.atomic_pusher.component import AtomicPusher
 from components.batched_csv_example_gen.component import BatchedCsvExampleGen
+from components.evaluator import fairness
+from components.evaluator.component import CrossSliceEvaluator
 from components.tflite_export.component import TFLiteExport
-from config import LOWER_IS_BETTER, PipelineConfig, names
+from config import LOWER_IS_BETTER, PipelineConfig, ReviewConfig, metrics as metric_names, names
 
 PREPROCESSING_FN = "trainer.preprocessing.preprocessing_fn"
 RUN_FN = "trainer.run.run_fn"
@@ -29,22 +31,13 @@ RESOLVER_ID = "latest_blessed_model_resolver"
 # preprocessing_fn several more times (21 s vs 12 s on the taxi data) for the same transform_fn.
 # The Trainer's TransformFeaturesLayer loads either kind.
 TRANSFORM_AS_TF1_GRAPH = True
-METRIC_CLASSES = {
-    "auc": "AUC",
-    "binary_accuracy": "BinaryAccuracy",
-    "precision": "Precision",
-    "recall": "Recall",
-    "auc_precision_recall": "AUCPrecisionRecall",
-    "sparse_categorical_accuracy": "SparseCategoricalAccuracy",
-    "mean_squared_error": "MeanSquaredError",
-    "mean_absolute_error": "MeanAbsoluteError",
-}
-CURVE_METRICS = {"auc", "auc_precision_recall"}
-REPORTED_METRICS = {
-    "binary": ["auc", "binary_accuracy"],
-    "multiclass": ["sparse_categorical_accuracy"],
-    "regression": ["mean_squared_error", "mean_absolute_error"],
-}
+# What the review draws, computed by TFMA on every slice: ROC and precision-recall curves (points
+# per curve), calibration (buckets), the confusion matrix at the decision threshold; for regression
+# the mean label and prediction (residuals by slice).
+CURVE_PLOT_POINTS = 100
+CALIBRATION_BUCKETS = 10
+# Per-group rates at the decision threshold: TFMA's own metrics, under the names the review uses.
+GROUP_RATE_CLASSES = dict(zip(metric_names.GROUP_RATES, ("PredictedPositiveRate", "Recall", "FallOut", "MissRate")))
 
 
 def code_version() -> str:
@@ -59,10 +52,8 @@ def code_version() -> str:
 
 def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
     evaluation = config.evaluation
-    names = list(dict.fromkeys(
-        REPORTED_METRICS[config.task] + list(evaluation.thresholds) + list(evaluation.change_thresholds)))
-    metrics = []
-    for name in names:
+    metrics = [tfma.MetricConfig(class_name="ExampleCount")]
+    for name in metric_names.evaluated_metrics(config):
         lower_is_better = name in LOWER_IS_BETTER
         threshold = tfma.MetricThreshold()
         if name in evaluation.thresholds:
@@ -76,8 +67,8 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
                 direction=tfma.MetricDirection.LOWER_IS_BETTER if lower_is_better
                 else tfma.MetricDirection.HIGHER_IS_BETTER,
                 absolute={"value": drop if lower_is_better else -drop}))
-        metric = tfma.MetricConfig(class_name=METRIC_CLASSES[name])
-        if name in CURVE_METRICS:
+        metric = tfma.MetricConfig(class_name=metric_names.METRIC_CLASSES[name])
+        if name in metric_names.CURVE_METRICS:
             metric.config = json.dumps({"num_thresholds": evaluation.curve_thresholds})
         if threshold.ByteSize():
             # Blessing looks at the whole eval split; slices are reported, not gated (a small
@@ -85,15 +76,64 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
             metric.per_slice_thresholds.append(
                 tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()], threshold=threshold))
         metrics.append(metric)
+    metrics.extend(_review_metrics(config))
+    fairness_metrics, cross_slicing_specs = _fairness_metrics(config)
+    metrics.extend(fairness_metrics)
+    slices = list(evaluation.slices)
+    slices.extend([name] for name in evaluation.fairness.features if [name] not in slices)
     return tfma.EvalConfig(
         # An explicit model type: without one, TFMA tries loading each model with
         # tf.keras.models.load_model first (1.5 s per model with tf-keras).
         model_specs=[tfma.ModelSpec(signature_name="serving_default", label_key=config.label.name,
                                     model_type=tfma.constants.TF_GENERIC,
                                     preprocessing_function_names=["transform_features"])],
-        slicing_specs=[tfma.SlicingSpec(feature_keys=keys) for keys in evaluation.slices],
+        slicing_specs=[tfma.SlicingSpec(feature_keys=keys) for keys in slices],
+        cross_slicing_specs=cross_slicing_specs,
         metrics_specs=[tfma.MetricsSpec(metrics=metrics)],
     )
+
+
+def _metric(class_name: str, module: str = "", **settings) -> tfma.MetricConfig:
+    return tfma.MetricConfig(class_name=class_name, module=module, config=json.dumps(settings) if settings else "")
+
+
+def _review_metrics(config: PipelineConfig) -> List[tfma.MetricConfig]:
+    if config.task == "binary":
+        return [_metric("ConfusionMatrixAtThresholds", thresholds=[config.evaluation.fairness.decision_threshold]),
+                _metric("ConfusionMatrixPlot", num_thresholds=CURVE_PLOT_POINTS),
+                _metric("CalibrationPlot", num_buckets=CALIBRATION_BUCKETS)]
+    if config.task == "multiclass":
+        return [_metric("MultiClassConfusionMatrixPlot")]
+    return [_metric("MeanLabel"), _metric("MeanPrediction")]
+
+
+def group_pair_spec(feature: str) -> tfma.CrossSlicingSpec:
+    """Every pair of groups (slices) of one feature."""
+    return tfma.CrossSlicingSpec(baseline_spec=tfma.SlicingSpec(feature_keys=[feature]),
+                                 slicing_specs=[tfma.SlicingSpec(feature_keys=[feature])])
+
+
+def _fairness_metrics(config: PipelineConfig):
+    """Group rates on every slice and, for each fairness feature, the gaps between its groups; the
+    configured bounds on the gaps are cross-slice thresholds, so they gate the blessing."""
+    settings = config.evaluation.fairness
+    if not settings.features:
+        return [], []
+    threshold = settings.decision_threshold
+    metrics = [_metric(class_name, thresholds=[threshold], name=name)
+               for name, class_name in GROUP_RATE_CLASSES.items()]
+    for name, class_name in metric_names.GAP_CLASSES.items():
+        metric = _metric(class_name, fairness.__name__, decision_threshold=threshold,
+                         min_group_size=settings.min_group_size)
+        for feature, bounds in settings.max_gaps.items():
+            bound = getattr(bounds, name)
+            if bound is not None:
+                metric.cross_slice_thresholds.append(tfma.CrossSliceMetricThreshold(
+                    cross_slicing_specs=[group_pair_spec(feature)],
+                    threshold=tfma.MetricThreshold(value_threshold=tfma.GenericValueThreshold(
+                        upper_bound={"value": bound}))))
+        metrics.append(metric)
+    return metrics, [group_pair_spec(feature) for feature in settings.features]
 
 
 def create_pipeline(config: PipelineConfig, pipeline_root: str, data_path: str, schema_path: Optional[str],
@@ -118,7 +158,9 @@ def create_pipeline(config: PipelineConfig, pipeline_root: str, data_path: str, 
     anomaly_gate = AnomalyGate(anomalies=example_validator.outputs["anomalies"],
                                allowed_anomalies=config.evaluation.allowed_anomalies)
 
-    custom_config = {"config": config.to_custom_config(), "code_version": code_version()}
+    # The review's settings do not change what is trained: kept out of Transform's and Trainer's cache key.
+    trained = config.model_copy(update={"review": ReviewConfig()})
+    custom_config = {"config": trained.to_custom_config(), "code_version": code_version()}
     transform = Transform(
         examples=example_gen.outputs["examples"],
         schema=schema_gen.outputs["schema"],
@@ -153,11 +195,11 @@ def create_pipeline(config: PipelineConfig, pipeline_root: str, data_path: str, 
         model=Channel(type=standard_artifacts.Model),
         model_blessing=Channel(type=standard_artifacts.ModelBlessing),
     ).with_id(RESOLVER_ID)
-    evaluator = Evaluator(
+    evaluator = CrossSliceEvaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
         baseline_model=resolver.outputs["model"],
-        eval_config=eval_config(config))
+        eval_config=eval_config(config)).with_id("Evaluator")
     pusher = AtomicPusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],

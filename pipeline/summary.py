@@ -1,116 +1,10 @@
-"""The end-of-run summary, read back from ML Metadata and the artifacts it points to."""
-import json
-import os
+"""The end-of-run summary: the run's facts (review/facts.py, read from ML Metadata and the artifacts)
+as the lines `tfxline run` prints."""
 from typing import Optional
 
-from metadata import runs, store
-from config import LOWER_IS_BETTER, PipelineConfig
+from review import evaluation, facts
 
-
-def _int_property(artifact, name: str) -> Optional[int]:
-    if artifact is None or name not in artifact.custom_properties:
-        return None
-    return artifact.custom_properties[name].int_value
-
-
-def _rows_per_split(statistics) -> dict:
-    import tensorflow_data_validation as tfdv
-
-    rows = {}
-    for split in json.loads(statistics.properties["split_names"].string_value):
-        stats = tfdv.load_stats_binary(os.path.join(statistics.uri, f"Split-{split}", "FeatureStats.pb"))
-        rows[split] = stats.datasets[0].num_examples
-    return rows
-
-
-def _slices(uri: str, model_name: Optional[str]) -> list:
-    """[(slice key, {metric: value})] of one model in an Evaluator output."""
-    import tensorflow_model_analysis as tfma
-
-    result = tfma.load_eval_result(uri, model_name=model_name)
-    slices = []
-    for slice_key, metrics in result.slicing_metrics:
-        values = next(iter(next(iter(metrics.values())).values()))
-        slices.append((slice_key, {name: value["doubleValue"] for name, value in values.items()
-                                   if "doubleValue" in value}))
-    return slices
-
-
-def _overall_metrics(uri: str, model_name: Optional[str]) -> dict:
-    return next((values for slice_key, values in _slices(uri, model_name) if slice_key == ()), {})
-
-
-def slice_metrics(config: PipelineConfig) -> list:
-    """The candidate's metrics on every slice of the latest evaluation, for reviewers:
-    [{"slice": "trip_start_hour=7", "auc": ..., ...}], the whole split first."""
-    from pipeline.pipeline import RESOLVER_ID
-
-    run = runs.latest_run(store.open_store(config), config.name)
-    has_baseline = bool(run[RESOLVER_ID].outputs.get("model"))
-    rows = [{"slice": ", ".join(f"{k}={v}" for k, v in key) or "(all eval rows)", **values}
-            for key, values in _slices(run["Evaluator"].output("evaluation").uri,
-                                       "candidate" if has_baseline else None)]
-    return sorted(rows, key=lambda row: (row["slice"] != "(all eval rows)", row["slice"]))
-
-
-def _metrics(config: PipelineConfig, evaluation_uri: str, has_baseline: bool) -> dict:
-    candidate = _overall_metrics(evaluation_uri, "candidate" if has_baseline else None)
-    baseline = _overall_metrics(evaluation_uri, "baseline") if has_baseline else {}
-    rows = {}
-    for name, value in candidate.items():
-        if name.endswith("_diff") or name == "example_count":
-            continue
-        bound = config.evaluation.thresholds.get(name)
-        change = config.evaluation.change_thresholds.get(name)
-        rows[name] = {
-            "candidate": value,
-            "baseline": baseline.get(name),
-            "threshold": None if bound is None else (f"<= {bound}" if name in LOWER_IS_BETTER else f">= {bound}"),
-            "max_drop": None if change is None else change.max_drop,
-        }
-    return rows
-
-
-def _validation_failures(evaluation_uri: str) -> list:
-    import tensorflow_model_analysis as tfma
-
-    result = tfma.load_validation_result(evaluation_uri)
-    failures = []
-    for per_slice in result.metric_validations_per_slice:
-        for failure in per_slice.failures:
-            failures.append(f"{failure.metric_key.name}: {failure.message or 'threshold not met'} "
-                            f"(value {failure.metric_value.double_value.value:.4f})")
-    return failures
-
-
-def collect(config: PipelineConfig) -> dict:
-    from pipeline.pipeline import RESOLVER_ID
-
-    run = runs.latest_run(store.open_store(config), config.name)
-    summary = {
-        "pipeline": config.name,
-        "components": [{"id": c.node_id, "cached": c.cached, "seconds": c.seconds} for c in run.values()],
-    }
-    if "StatisticsGen" in run:
-        summary["rows"] = _rows_per_split(run["StatisticsGen"].output("statistics"))
-    gate_report = run["AnomalyGate"].output("report") if "AnomalyGate" in run else None
-    if gate_report is not None:
-        with open(os.path.join(gate_report.uri, "anomaly_report.json")) as handle:
-            summary["anomalies"] = json.load(handle)["findings"]
-    if "Evaluator" in run:
-        evaluation_uri = run["Evaluator"].output("evaluation").uri
-        has_baseline = bool(run[RESOLVER_ID].outputs.get("model")) if RESOLVER_ID in run else False
-        summary["has_baseline"] = has_baseline
-        summary["metrics"] = _metrics(config, evaluation_uri, has_baseline)
-        summary["validation_failures"] = _validation_failures(evaluation_uri)
-        summary["blessed"] = bool(_int_property(run["Evaluator"].output("blessing"), "blessed"))
-    if "Pusher" in run:
-        pushed = run["Pusher"].output("pushed_model")
-        summary["pushed"] = bool(_int_property(pushed, "pushed"))
-        if summary["pushed"]:
-            summary["pushed_path"] = pushed.custom_properties["pushed_destination"].string_value
-            summary["pushed_version"] = pushed.custom_properties["pushed_version"].string_value
-    return summary
+collect = facts.collect
 
 
 def _format_value(value: Optional[float]) -> str:
@@ -129,21 +23,32 @@ def format_summary(summary: dict, seconds: float) -> str:
         lines.append("  anomalies   " + ("none" if not findings else
                                          f"{len(findings)} (allowed by config): " +
                                          "; ".join(f"{f['feature']} {f['kind']}" for f in findings)))
+    drift = summary.get("drift")
+    if drift is not None:
+        lines.append("  drift       " + ("not checked" if not drift["checked"] else
+                                         "beyond threshold: " + ", ".join(drift["exceeded"]) if drift["exceeded"]
+                                         else "within thresholds"))
+    if "evaluation_note" in summary:
+        lines.append("  evaluation  " + summary["evaluation_note"])
     if "metrics" in summary:
         lines.append(f"  {'metric':<22}{'candidate':>10}{'baseline':>10}  threshold")
         for name, row in summary["metrics"].items():
-            rule = row["threshold"] or ""
-            if row["max_drop"] is not None:
-                rule += f"{', ' if rule else ''}drop <= {row['max_drop']} vs baseline"
             values = f"{_format_value(row['candidate']):>10}{_format_value(row['baseline']):>10}"
-            lines.append(f"  {name:<22}{values}  {rule}")
+            lines.append(f"  {name:<22}{values}  {row['threshold'] or ''}".rstrip())
         if summary["blessed"]:
             basis = "thresholds and baseline" if summary["has_baseline"] else \
                 "value thresholds (first model: no baseline yet)"
             lines.append(f"  blessed     yes, on {basis}")
         else:
-            lines.append("  blessed     NO: " + "; ".join(summary["validation_failures"] or ["see Evaluator output"]))
+            reasons = evaluation.failure_reasons(summary["validation_failures"])
+            lines.append("  blessed     NO: " + ("; ".join(reasons) if reasons else "see the Evaluator's output"))
     if "pushed" in summary:
         lines.append(f"  pushed      version {summary['pushed_version']} to {summary['pushed_path']}"
                      if summary["pushed"] else "  pushed      nothing (the model was not blessed)")
+    edge = summary.get("edge")
+    if edge and edge["exported"]:
+        parity = edge.get("parity") or {}
+        detail = (f" (max score difference {parity['max_score_diff']:.2g} on {parity['examples']} examples)"
+                  if "max_score_diff" in parity else "")
+        lines.append(f"  tflite      version {edge['version']} to {edge['path']}{detail}")
     return "\n".join(lines)

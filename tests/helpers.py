@@ -56,3 +56,47 @@ def pushed_versions(config) -> list:
 def progress_fields(line: str) -> list:
     """'[ 6/10] AnomalyGate   done   0.1 s' -> ['AnomalyGate', 'done', '0.1', 's']"""
     return line.split("]", 1)[1].split()
+
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+# What a notebook may output: plain HTML, text and images, never widgets.
+PLAIN_OUTPUTS = {"text/html", "text/plain", "image/png", "image/svg+xml"}
+
+
+def execute_notebook(name: str, config_path, cwd, run_id=None):
+    """Runs notebooks/<name>.ipynb top to bottom in a fresh kernel, as a reviewer would after `tfxline run`
+    (the config from TFXLINE_CONFIG); raises on any cell error. Returns the executed notebook."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    notebook = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+    saved = {key: os.environ.get(key) for key in ("TFXLINE_CONFIG", "TFXLINE_RUN")}
+    os.environ["TFXLINE_CONFIG"] = str(config_path)
+    if run_id:
+        os.environ["TFXLINE_RUN"] = run_id
+    else:
+        os.environ.pop("TFXLINE_RUN", None)
+    try:
+        NotebookClient(notebook, timeout=300, kernel_name="python3",
+                       resources={"metadata": {"path": str(cwd)}}).execute()
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    return notebook
+
+
+def notebook_outputs(notebook):
+    """(kind, text) of every output: ("stream", text) or (mime type, content)."""
+    found = []
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            if output["output_type"] == "stream":
+                found.append((f"stream:{output['name']}", output["text"]))
+            elif output["output_type"] == "error":
+                found.append(("error", output["ename"]))
+            else:
+                found.extend(output.get("data", {}).items())
+    return found

@@ -6,6 +6,7 @@ import subprocess
 import pytest
 
 from pipeline import cli
+from tests.conftest import write_config
 from tests.helpers import TFXLINE
 
 # tensorflow_model_server's flags (tensorflow_serving/model_servers/main.cc): tfxline keeps their spelling.
@@ -42,9 +43,9 @@ COMMANDS = dict(subcommands((), cli.build_parser()))
 
 def test_every_documented_command_exists():
     names = {" ".join(words) for words in COMMANDS}
-    assert {"run", "compile", "schema draft", "serve", "release status", "release canary", "release promote",
-            "release rollback", "release clear-canary", "edge predict", "edge serve", "edge stream", "score",
-            "stream"} <= names
+    assert {"run", "compile", "schema draft", "review", "serve", "release status", "release canary",
+            "release promote", "release rollback", "release clear-canary", "edge predict", "edge serve",
+            "edge stream", "score", "stream"} <= names
 
 
 @pytest.mark.parametrize("words", sorted(COMMANDS), ids=" ".join)
@@ -73,6 +74,7 @@ def test_flags_follow_one_spelling_rule(words):
     (["compile", "--config", "/no/such.yaml"], "config error: /no/such.yaml: config file not found"),
     (["schema", "draft", "--config", "/no/such.yaml", "--output", "x.pbtxt"], "config error"),
     (["run", "--config", "/no/such.yaml"], "config error"),
+    (["review", "--config", "/no/such.yaml"], "config error: /no/such.yaml: config file not found"),
     (["serve"], "give --model_base_path"),
     (["release", "status", "--serving-dir", "/no/such/dir"], "no models.config in /no/such/dir"),
     (["edge", "predict", "rows.csv", "--edge-dir", "/no/such/dir"], "no loadable model"),
@@ -87,3 +89,17 @@ def test_a_failing_command_prints_one_line(argv, problem, tmp_path):
     assert problem in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_review_before_any_run_says_so_in_one_line(tmp_path):
+    config = write_config(tmp_path, output={"root": str(tmp_path / "out")})
+    result = subprocess.run([TFXLINE, "review", "--config", str(config)], capture_output=True, text=True,
+                            timeout=120, cwd=tmp_path)
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.startswith("tfxline review: pipeline 'taxi' has no runs yet")
+    assert "run `tfxline run` with this config first" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()  # reading did not create an empty store
+    listed = subprocess.run([TFXLINE, "review", "--config", str(config), "--list-runs"], capture_output=True,
+                            text=True, timeout=120, cwd=tmp_path)
+    assert listed.returncode == 0 and listed.stdout == "" and listed.stderr == ""

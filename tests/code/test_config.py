@@ -30,6 +30,17 @@ def test_default_config_loads_and_resolves_packaged_paths():
     ({"schema": {"source": "curated", "curated_path": "/no/such/schema.pbtxt"}}, "schema.curated_path"),
     ({"name": "Taxi Pipeline"}, "name"),
     ({"unknown_section": 1}, "unknown_section"),
+    ({"evaluation": {"thresholds": {"auc": 0.7}, "fairness": {"features": ["driver"]}}},
+     "evaluation.fairness.features: 'driver' is not a feature"),
+    ({"evaluation": {"thresholds": {"auc": 0.7}, "fairness": {"features": ["company"], "max_gaps": {
+        "payment_type": {"demographic_parity_difference": 0.1}}}}}, "'payment_type' is not one of fairness.features"),
+    ({"evaluation": {"thresholds": {"auc": 0.7}, "fairness": {"features": ["company"], "max_gaps": {
+        "company": {"equalized_odds_difference": 1.5}}}}}, "equalized_odds_difference"),
+    ({"evaluation": {"thresholds": {"auc": 0.7}, "fairness": {"decision_threshold": 1.0}}},
+     "evaluation.fairness.decision_threshold"),
+    ({"task": "regression", "evaluation": {"thresholds": {"mean_squared_error": 1.0}, "change_thresholds": {},
+                                           "fairness": {"features": ["company"]}}}, "need task 'binary'"),
+    ({"review": {"min_count": 0}}, "review.min_count"),
 ])
 def test_bad_config_is_one_clear_error(tmp_path, overrides, expected):
     path = write_config(tmp_path, **overrides)
@@ -78,3 +89,11 @@ def test_config_round_trips_through_custom_config():
 
     again = PipelineConfig.model_validate(yaml.safe_load(yaml.safe_dump(config.to_custom_config())))
     assert again == config
+
+
+def test_the_model_card_yaml_defaults_to_the_one_beside_the_config(tmp_path):
+    config = load_config(str(write_config(tmp_path)))
+    assert config.review.model_card == str(tmp_path / "config.model_card.yaml")
+    config = load_config(str(write_config(tmp_path / "b", review={"model_card": "cards/taxi.yaml"})))
+    assert config.review.model_card == str(tmp_path / "b" / "cards" / "taxi.yaml")
+    assert load_config(TAXI_CONFIG).review.model_card.endswith("config/taxi.model_card.yaml")

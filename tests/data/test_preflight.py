@@ -71,7 +71,7 @@ def test_a_binary_label_column_must_hold_zeros_and_ones(tmp_path):
         tmp_path / "cfg", data={"path": str(tmp_path / "d")}, schema={"source": "inferred"},
         features=[{"name": "pressure", "kind": "numeric"}],
         label={"column": "defective", "rule": "none", "name": "defective"},
-        evaluation={"thresholds": {"auc": 0.5}, "slices": [[]]})))
+        evaluation={"thresholds": {"auc": 0.5}, "slices": [[]], "fairness": {}})))
     with pytest.raises(DataError, match=r"parts.csv: line 9: label column 'defective' is '2'; task 'binary'"):
         check_csv_files(config)
     rows[7][1] = "1"

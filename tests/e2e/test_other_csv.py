@@ -1,7 +1,9 @@
 """The pipeline on a different CSV (other columns; multiclass, and binary on a 0/1 column) by config alone."""
+import json
 import os
 import random
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -73,6 +75,15 @@ def test_multiclass_pipeline_from_config_only(tmp_path):
         line=tf.constant(["A", "A"]), shift=tf.constant([0, 0], tf.int64))["scores"].numpy()
     assert raw.argmax(axis=1).tolist() == [1, 0]  # high pressure is a dent; low pressure is ok
 
+    reviewed = subprocess.run([TFXLINE, "review", "--config", str(config_path)], capture_output=True, text=True,
+                              timeout=300, cwd=tmp_path)
+    assert reviewed.returncode == 0, reviewed.stderr
+    report = json.loads((Path(reviewed.stdout.strip()).parent / "review.json").read_text())
+    entries = report["plots"]["confusion_matrix"]["candidate"]
+    assert {e["actual"] for e in entries} == {0, 1, 2}
+    assert sum(e["count"] for e in entries) == report["summary"]["rows"]["eval"]
+    assert report["fairness"] is None and "line=" in " ".join(row["slice"] for row in report["slices"]["rows"])
+
 
 def test_binary_pipeline_on_a_zero_one_column(tmp_path):
     header, rows = _inspection_rows(800, seed=5)
@@ -104,3 +115,11 @@ def test_binary_pipeline_on_a_zero_one_column(tmp_path):
     raw = model.signatures["serving_raw"](pressure=tf.constant([9.5, 1.0]), vibration=tf.constant([1.0, 1.0]),
                                           line=tf.constant(["A", "A"]))["scores"].numpy()
     assert raw[0, 0] > 0.5 > raw[1, 0]  # high pressure makes a dent
+
+    reviewed = subprocess.run([TFXLINE, "review", "--config", str(config_path)], capture_output=True, text=True,
+                              timeout=300, cwd=tmp_path)
+    assert reviewed.returncode == 0, reviewed.stderr
+    report = json.loads((Path(reviewed.stdout.strip()).parent / "review.json").read_text())
+    matrix = report["plots"]["confusion_matrix"]["candidate"]
+    assert sum(matrix.values()) == report["summary"]["rows"]["eval"] and report["plots"]["curves"]["candidate"]
+    assert "edge" not in report["summary"] and report["summary"]["pushed_version"] == version

@@ -1,0 +1,185 @@
+"""Lineage from ML Metadata: which artifacts a run read and wrote, and how they connect, along the
+chain span -> statistics -> schema -> anomalies -> gate -> transform -> model -> evaluation ->
+blessing -> push -> TFLite. The one place that walks the chain: the review draws it, and a command
+that traces a pushed model back to its data reads it too (`upstream`).
+
+Edges come from MLMD's events only (an execution's input artifact -> its output artifact), so a cached
+execution links the artifacts an earlier run wrote. A component that only orders another (the
+AnomalyGate before Transform) has no artifact edge; `ordering` records it when both ran."""
+import dataclasses
+import json
+from typing import Dict, List, Optional, Tuple
+
+from ml_metadata.proto import metadata_store_pb2
+
+from metadata import runs
+
+# (step, MLMD artifact type) in chain order.
+CHAIN: Tuple[Tuple[str, str], ...] = (
+    ("span", "Examples"),
+    ("statistics", "ExampleStatistics"),
+    ("schema", "Schema"),
+    ("anomalies", "ExampleAnomalies"),
+    ("gate", "tfxline.AnomalyReport"),
+    ("transform", "TransformGraph"),
+    ("model", "Model"),
+    ("evaluation", "ModelEvaluation"),
+    ("blessing", "ModelBlessing"),
+    ("push", "PushedModel"),
+    ("tflite", "tfxline.EdgeModel"),
+)
+STEP_OF_TYPE = {artifact_type: step for step, artifact_type in CHAIN}
+# Custom properties worth showing beside an artifact.
+SHOWN_PROPERTIES = ("span", "version", "blessed", "pushed", "pushed_version", "exported", "edge_version",
+                    "passed", "anomalies")
+# Components that gate others without passing them an artifact: (gate, gated).
+ORDERING = (("AnomalyGate", "Transform"),)
+
+
+@dataclasses.dataclass(frozen=True)
+class Node:
+    artifact_id: int
+    step: str          # the chain step, or the artifact type for artifacts off the chain (ModelRun)
+    artifact_type: str
+    uri: str
+    producer: Optional[str]   # component id that wrote it (None for an artifact from outside the run)
+    properties: Dict[str, object]
+    role: str = ""     # "baseline" for the model the Evaluator compared against
+
+
+@dataclasses.dataclass(frozen=True)
+class Edge:
+    source: int   # artifact id
+    target: int   # artifact id
+    component: str
+
+
+@dataclasses.dataclass
+class Lineage:
+    run_id: Optional[str]
+    nodes: List[Node]
+    edges: List[Edge]
+    # component id -> state (COMPLETE, CACHED, FAILED, ...)
+    components: Dict[str, str]
+    ordering: List[Tuple[str, str]]
+
+    def chain(self) -> List[Node]:
+        """The nodes on the chain, in chain order (a baseline model after the candidate)."""
+        order = {step: index for index, (step, _) in enumerate(CHAIN)}
+        on_chain = [n for n in self.nodes if n.step in order]
+        return sorted(on_chain, key=lambda n: (order[n.step], n.role != "", n.artifact_id))
+
+    def step(self, name: str) -> List[Node]:
+        return [n for n in self.chain() if n.step == name]
+
+    def to_dict(self) -> dict:
+        return {"run_id": self.run_id, "nodes": [dataclasses.asdict(n) for n in self.chain()],
+                "edges": [dataclasses.asdict(e) for e in self.edges], "components": self.components,
+                "ordering": [list(pair) for pair in self.ordering]}
+
+
+def _value(value: metadata_store_pb2.Value):
+    kind = value.WhichOneof("value")
+    if kind == "struct_value":
+        return {key: item.number_value if item.HasField("number_value") else item.string_value
+                for key, item in value.struct_value.fields.items()}
+    if kind == "string_value":
+        text = value.string_value
+        try:
+            return json.loads(text) if text[:1] in "[{" else text
+        except ValueError:
+            return text
+    return getattr(value, kind) if kind else None
+
+
+def _properties(artifact: metadata_store_pb2.Artifact) -> Dict[str, object]:
+    found = {}
+    for source in (artifact.properties, artifact.custom_properties):
+        for name in SHOWN_PROPERTIES + ("split_names",):
+            if name in source:
+                found[name] = _value(source[name])
+    return found
+
+
+def _node(artifact: metadata_store_pb2.Artifact, type_names: Dict[int, str], producer: Optional[str],
+          role: str = "") -> Node:
+    type_name = type_names.get(artifact.type_id, artifact.type)
+    return Node(artifact.id, STEP_OF_TYPE.get(type_name, type_name), type_name, artifact.uri, producer,
+                _properties(artifact), role)
+
+
+def _type_names(store) -> Dict[int, str]:
+    return {t.id: t.name for t in store.get_artifact_types()}
+
+
+def from_components(store, components: Dict[str, runs.ComponentRun], run_id: Optional[str] = None) -> Lineage:
+    """The lineage of one run's executions (as `runs.run` returns them)."""
+    type_names = _type_names(store)
+    nodes: Dict[int, Node] = {}
+    edges: List[Edge] = []
+    for component_id, component in components.items():
+        for artifacts in component.outputs.values():
+            for artifact in artifacts:
+                producer = None if artifact.id in component.resolved else component_id
+                if artifact.id not in nodes or nodes[artifact.id].producer is None:
+                    nodes[artifact.id] = _node(artifact, type_names, producer)
+    baselines = set()
+    for component_id, component in components.items():
+        for key, artifacts in component.inputs.items():
+            for artifact in artifacts:
+                if artifact.id not in nodes:
+                    nodes[artifact.id] = _node(artifact, type_names, None)
+                if key == "baseline_model":
+                    baselines.add(artifact.id)
+                for outputs in component.outputs.values():
+                    edges.extend(Edge(artifact.id, output.id, component_id) for output in outputs
+                                 if output.id not in component.resolved)
+    # The baseline is a model an earlier run wrote; a model this run wrote (or reused from the cache)
+    # and compared with itself is the candidate.
+    for artifact_id in baselines:
+        if nodes[artifact_id].producer is None:
+            nodes[artifact_id] = dataclasses.replace(nodes[artifact_id], role="baseline")
+    ordering = [(gate, gated) for gate, gated in ORDERING
+                if gate in components and gated in components and components[gate].succeeded]
+    return Lineage(run_id, list(nodes.values()), _unique(edges),
+                   {name: component.state for name, component in components.items()}, ordering)
+
+
+def _unique(edges: List[Edge]) -> List[Edge]:
+    return list(dict.fromkeys(edges))
+
+
+def for_run(store, pipeline_name: str, run_id: Optional[str] = None) -> Lineage:
+    """The lineage of a run (the latest without `run_id`); raises runs.UnknownRun."""
+    components = runs.run(store, pipeline_name, run_id)
+    resolved = runs.run_id_of(store, next(iter(components.values()))) if components else None
+    return from_components(store, components, resolved)
+
+
+def upstream(store, artifact_id: int, pipeline_name: str) -> Lineage:
+    """Everything an artifact was made from, across runs: the producing execution of each artifact,
+    then its inputs, back to the examples (for tracing a pushed model to its data)."""
+    type_names = _type_names(store)
+    nodes: Dict[int, Node] = {}
+    edges: List[Edge] = []
+    components: Dict[str, str] = {}
+    pending = [artifact_id]
+    while pending:
+        current = pending.pop()
+        if current in nodes:
+            continue
+        artifact = store.get_artifacts_by_id([current])[0]
+        producers = [e for e in store.get_events_by_artifact_ids([current])
+                     if e.type in (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)]
+        producer = None
+        if producers:
+            execution = store.get_executions_by_id([producers[0].execution_id])[0]
+            component = runs.component_run(store, execution, pipeline_name)
+            producer = component.node_id
+            components[producer] = component.state
+            for artifacts in component.inputs.values():
+                for source in artifacts:
+                    edges.append(Edge(source.id, current, producer))
+                    pending.append(source.id)
+        nodes[current] = _node(artifact, type_names, producer)
+    return Lineage(None, list(nodes.values()), _unique(edges), components, [])
