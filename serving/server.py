@@ -168,13 +168,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.workers > 1 and WORKER_ENV not in os.environ:
         return supervise(argv, args.workers)
 
-    from serving.saved_model import load_saved_model
-    import tensorflow as tf
+    from serving.saved_model import configure_threads, load_saved_model
 
-    if args.tensorflow_intra_op_parallelism:
-        tf.config.threading.set_intra_op_parallelism_threads(args.tensorflow_intra_op_parallelism)
-    if args.tensorflow_inter_op_parallelism:
-        tf.config.threading.set_inter_op_parallelism_threads(args.tensorflow_inter_op_parallelism)
+    if not args.verbose:
+        logging.getLogger("tensorflow").setLevel(logging.ERROR)  # TF1 loader deprecation notices
+    configure_threads(args.tensorflow_intra_op_parallelism, args.tensorflow_inter_op_parallelism)
     registry = ModelRegistry(load_saved_model, args.max_num_load_retries, args.load_retry_interval_micros / 1e6,
                              args.allow_version_labels_for_unavailable_models)
     try:

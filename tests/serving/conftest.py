@@ -1,5 +1,6 @@
 """Small SavedModels built in the test (TF Serving's half_plus_two, with classify and regress
 signatures) and a real `tfxline serve` process on loopback ports."""
+import os
 import socket
 import subprocess
 import sys
@@ -8,6 +9,9 @@ from pathlib import Path
 
 import pytest
 import requests
+
+# The installed console script, as a user runs it.
+TFXLINE = str(Path(sys.executable).with_name("tfxline"))
 
 
 def free_port() -> int:
@@ -58,13 +62,12 @@ def models_config(base_path: Path, name: str = "half_plus_two", labels=None, ver
 
 
 class Server:
-    def __init__(self, args, cwd: Path):
+    def __init__(self, args, cwd: Path, env=None):
         self.rest_port, self.grpc_port = free_port(), free_port()
         self.log_path = cwd / f"server-{self.rest_port}.log"
-        command = [sys.executable, "-m", "pipeline.cli", "serve", f"--port={self.grpc_port}",
-                   f"--rest_api_port={self.rest_port}", *args]
+        command = [TFXLINE, "serve", f"--port={self.grpc_port}", f"--rest_api_port={self.rest_port}", *args]
         self.process = subprocess.Popen(command, stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT,
-                                        cwd=str(cwd))
+                                        cwd=str(cwd), env={**os.environ, **(env or {})})
         self.url = f"http://127.0.0.1:{self.rest_port}"
 
     def wait_ready(self, path: str, timeout: float = 120) -> None:
