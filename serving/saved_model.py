@@ -13,7 +13,7 @@ tf.saved_model.load. It is used on TensorFlow 2.16.* only and not at all with TF
 the public callable is the fallback, with the same results (tests/serving/test_any_saved_model.py)."""
 import os
 import threading
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -92,11 +92,19 @@ class SavedModelServable:
             outputs: Optional[Sequence[str]] = None) -> Dict[str, np.ndarray]:
         """The signature's outputs (or the named ones) for inputs keyed by alias. The arrays must
         already have the signature's dtypes; TensorFlow checks everything else."""
-        feeds = tuple(sorted(inputs))
-        fetches = tuple(outputs) if outputs is not None else tuple(self.signature_defs[signature_name].outputs)
+        signature = self.signature_defs[signature_name]
+        feeds = sorted(inputs)
+        fetches = list(outputs) if outputs is not None else list(signature.outputs)
+        values = self.run_tensors({signature.inputs[alias].name: inputs[alias] for alias in feeds},
+                                  [signature.outputs[alias].name for alias in fetches])
+        return dict(zip(fetches, values))
+
+    def run_tensors(self, feeds: Dict[str, np.ndarray], fetches: Sequence[str]) -> List[np.ndarray]:
+        """One session run, by graph tensor names (TF Serving's Session::Run)."""
+        names = tuple(sorted(feeds))
         try:
-            call = self._callable(signature_name, feeds, fetches)
-            values = call(*[inputs[alias] for alias in feeds])
+            call = self._callable(names, tuple(fetches))
+            values = call(*[feeds[name] for name in names])
         except tf.errors.OpError as error:
             raise serving_error(error) from None
         except ValueError as error:
@@ -104,29 +112,26 @@ class SavedModelServable:
             if str(error).startswith("Cannot feed value of shape"):
                 raise ServingError("INVALID_ARGUMENT", str(error)) from None
             raise
-        return {alias: _array(value) for alias, value in zip(fetches, values)}
+        return [_array(value) for value in values]
 
-    def _callable(self, signature_name: str, feeds: Tuple[str, ...], fetches: Tuple[str, ...]):
-        key = (signature_name, feeds, fetches)
+    def signature_defaults(self, key: str) -> Dict[str, np.ndarray]:
+        """SignatureDef.defaults: inputs a request may leave out."""
+        defaults = self.signature_defs[key].defaults
+        return {alias: tf.make_ndarray(proto) for alias, proto in defaults.items()} if defaults else {}
+
+    def _callable(self, feeds: Tuple[str, ...], fetches: Tuple[str, ...]):
+        key = (feeds, fetches)
         call = self._callables.get(key)
         if call is None:
-            signature = self.signature_defs[signature_name]
-            feed_names = [signature.inputs[alias].name for alias in feeds]
-            fetch_names = [signature.outputs[alias].name for alias in fetches]
             with self._lock:
                 if self._fast:
-                    call = self._session._make_callable_from_options(  # noqa: SLF001 - see the module docstring
-                        config_pb2.CallableOptions(feed=feed_names, fetch=fetch_names))
+                    call = self._session._make_callable_from_options(  # private: see the module docstring
+                        config_pb2.CallableOptions(feed=feeds, fetch=fetches))
                 else:
-                    call = self._session.make_callable(fetch_names, feed_names)
+                    call = self._session.make_callable(list(fetches), list(feeds))
                 if len(self._callables) < MAX_CALLABLES:
                     self._callables[key] = call
         return call
-
-    def close(self) -> None:
-        """Frees the session's memory now; the registry calls it once no request uses the version."""
-        self._callables.clear()
-        self._session.close()
 
 
 def _array(value) -> np.ndarray:

@@ -4,7 +4,7 @@ manifest's hashes check out, and keeps the old version serving when a new one is
 import logging
 import os
 import threading
-from typing import Dict
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 
@@ -29,15 +29,17 @@ class EdgeServable:
         signature = SignatureInfo(inputs, outputs)
         self.signatures = {DEFAULT_SIGNATURE: signature, model.manifest["signature"]: signature}
 
-    def run(self, signature_name: str, inputs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    def run(self, signature_name: str, inputs: Dict[str, np.ndarray],
+            outputs: Optional[Sequence[str]] = None) -> Dict[str, np.ndarray]:
         sizes = {name: value.shape for name, value in inputs.items()}
         if any(len(shape) != 1 for shape in sizes.values()) or len({s[0] for s in sizes.values()}) != 1:
             raise invalid(f"every input must be a list of one value per example, all of the same length; got shapes "
                           f"{ {name: list(shape) for name, shape in sorted(sizes.items())} }")
         try:
-            return self._model.run_columns(inputs)
+            results = self._model.run_columns(inputs)
         except ValueError as error:
             raise invalid(str(error)) from None
+        return results if outputs is None else {name: results[name] for name in outputs}
 
 
 def edge_loader(variant: str):
