@@ -130,3 +130,24 @@ def wait_until(condition, timeout: float = 60, interval: float = 0.2):
             return value
         time.sleep(interval)
     raise TimeoutError("condition not met in time")
+
+
+@pytest.fixture(scope="session")
+def model_zoo(tmp_path_factory):
+    """The four kinds of export in tests/serving/models.py, each as version 1 of its own model."""
+    from tests.serving import models
+
+    root = tmp_path_factory.mktemp("zoo")
+    paths = {
+        "half_plus_two": models.build_half_plus_two(root / "half_plus_two" / "1"),
+        "tf2_module": models.build_tf2_module(root / "tf2_module" / "1"),
+        "estimator": models.build_estimator_style(root / "estimator" / "1"),
+        "tfxline": models.build_tfxline_export(root / "tfxline" / "1", root / "tfxline_work"),
+    }
+    return paths
+
+
+def zoo_config(paths) -> str:
+    entries = "".join(f'config {{ name: "{name}" base_path: "{path.parent}" model_platform: "tensorflow" }} '
+                      for name, path in paths.items())
+    return f"model_config_list {{ {entries}}}\n"
