@@ -177,16 +177,17 @@ class Batcher:
             if self._options.pad_variable_length_inputs and len(inputs) > 1:
                 inputs = _padded_to_largest(inputs)
             if len(inputs) == 1 and padded == total:
-                merged = inputs[0]
-            else:
-                merged = {name: np.concatenate([item[name] for item in inputs]
-                                               + [inputs[-1][name][:1]] * (padded - total)) for name in inputs[0]}
+                return [self._run(inputs[0])]  # nothing to split; a failure is this request's own
+            merged = {name: np.concatenate([item[name] for item in inputs]
+                                           + [inputs[-1][name][:1]] * (padded - total)) for name in inputs[0]}
             outputs = self._run(merged)
             if any(value.ndim == 0 or value.shape[0] != padded for value in outputs.values()):
                 raise ValueError("outputs are not batch-major")
-        except Exception:
+        except ServingError as error:
             if len(inputs) == 1 and padded == total:
-                raise
+                return [error]
+            return [self._run_alone(item) for item in inputs]
+        except ValueError:  # outputs that cannot be split back (or a merge that numpy refuses)
             return [self._run_alone(item) for item in inputs]
         bounds = np.cumsum([0] + sizes)
         return [{name: value[bounds[i]:bounds[i + 1]] for name, value in outputs.items()} for i in range(len(inputs))]

@@ -151,3 +151,20 @@ def zoo_config(paths) -> str:
     entries = "".join(f'config {{ name: "{name}" base_path: "{path.parent}" model_platform: "tensorflow" }} '
                       for name, path in paths.items())
     return f"model_config_list {{ {entries}}}\n"
+
+
+@pytest.fixture(scope="session")
+def zoo_server(model_zoo, tmp_path_factory):
+    """One server for the whole zoo, batching on, metrics at the usual path."""
+    directory = tmp_path_factory.mktemp("zoo_server")
+    (directory / "models.config").write_text(zoo_config(model_zoo))
+    (directory / "batching.txt").write_text("max_batch_size { value: 64 }\nbatch_timeout_micros { value: 500 }\n")
+    (directory / "monitoring.config").write_text('prometheus_config { enable: true }\n')
+    server = Server([f"--model_config_file={directory / 'models.config'}", "--enable_batching",
+                     f"--batching_parameters_file={directory / 'batching.txt'}",
+                     f"--monitoring_config_file={directory / 'monitoring.config'}"], directory)
+    try:
+        server.wait_ready("/v1/models/tfxline")
+        yield server
+    finally:
+        server.stop()

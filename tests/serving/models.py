@@ -114,10 +114,37 @@ def build_tf2_module(path: Path) -> Path:
             return {"scores": tf.nn.softmax(logits),
                     "classes": tf.tile(tf.constant([["a", "b", "c"]]), tf.stack([batch, 1]))}
 
+        # Signatures that TF Serving refuses to answer in some way, for the error texts.
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.float16, name="h")], autograph=False)
+        def half(self, h):
+            return {"doubled": h * 2}
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="v")], autograph=False)
+        def scalar(self, v):
+            return {"sum": tf.reduce_sum(v), "doubled": v * 2}
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="v")], autograph=False)
+        def ragged_batch(self, v):
+            return {"same": v, "twice": tf.concat([v, v], 0)}
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")], autograph=False)
+        def bad_scores(self, inputs):
+            return {"scores": tf.ones(tf.shape(inputs))}  # rank 1, where classify needs [batch, classes]
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")], autograph=False)
+        def wide_regression(self, inputs):
+            return {"outputs": tf.ones(tf.stack([tf.size(inputs), 2]))}
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")], autograph=False)
+        def int_regression(self, inputs):
+            return {"outputs": tf.ones(tf.shape(inputs), tf.int64)}
+
     module = Scorer()
     tf.saved_model.save(module, str(path), signatures={
         "serving_default": module.score, "text": module.text, "regress": module.regress,
-        "classify": module.classify})
+        "classify": module.classify, "half": module.half, "scalar": module.scalar,
+        "ragged_batch": module.ragged_batch, "bad_scores": module.bad_scores,
+        "wide_regression": module.wide_regression, "int_regression": module.int_regression})
     return path
 
 

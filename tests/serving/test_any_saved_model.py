@@ -26,20 +26,6 @@ TEXTS = ["héllo", "", "ab\x00c"]
 
 
 @pytest.fixture(scope="module")
-def zoo_server(model_zoo, tmp_path_factory):
-    directory = tmp_path_factory.mktemp("zoo_server")
-    (directory / "models.config").write_text(zoo_config(model_zoo))
-    (directory / "batching.txt").write_text("max_batch_size { value: 64 }\nbatch_timeout_micros { value: 500 }\n")
-    server = Server([f"--model_config_file={directory / 'models.config'}", "--enable_batching",
-                     f"--batching_parameters_file={directory / 'batching.txt'}"], directory)
-    try:
-        server.wait_ready("/v1/models/tfxline")
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
 def own(model_zoo):
     """Each model's own answers: (model, signature, **inputs) -> outputs, by the public call."""
     calls = {name: models.public_call(path) for name, path in model_zoo.items()}
@@ -323,7 +309,13 @@ def signature_cases():
                        "text": {"text": string_array([t.encode() for t in TEXTS]),
                                 "repeat": np.array([1, 2, 3], np.int32)},
                        "classify": {"inputs": string_array(tf2_examples())},
-                       "regress": {"inputs": string_array(tf2_examples())}},
+                       "regress": {"inputs": string_array(tf2_examples())},
+                       "half": {"h": np.array([0.5, -2.0], np.float16)},
+                       "scalar": {"v": np.array([1.0, 2.5], np.float32)},
+                       "ragged_batch": {"v": np.array([1.0, 2.5], np.float32)},
+                       "bad_scores": {"inputs": string_array([b"1.5", b"-2"])},
+                       "wide_regression": {"inputs": string_array([b"1.5", b"-2"])},
+                       "int_regression": {"inputs": string_array([b"15", b"-2"])}},
         "estimator": {key: {"inputs": string_array(estimator_examples())}
                       for key in ("serving_default", "classification", "regression")}
         | {"predict": {"examples": string_array(estimator_examples())}},
