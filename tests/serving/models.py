@@ -79,7 +79,8 @@ def build_slow_loading(path: Path, iterations: int = 1_000_000) -> Path:
     with tf.Session(graph=tf.Graph()) as session:
         x = tf.placeholder(tf.float32, shape=[None, 1], name="x")
         y = tf.identity(0.5 * x + 2.0, name="y")
-        spin = tf.while_loop(lambda i: i < iterations, lambda i: i + 1, (tf.constant(0, tf.int64),))[0]
+        spin = tf.while_loop(lambda i: i < iterations, lambda i: i + 1, (tf.constant(0, tf.int64),),
+                             return_same_structure=True)[0]
         signature = tf.saved_model.signature_def_utils.predict_signature_def({"x": x}, {"y": y})
         builder.add_meta_graph_and_variables(session, [tf.saved_model.tag_constants.SERVING],
                                              signature_def_map={"serving_default": signature},

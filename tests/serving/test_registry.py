@@ -94,3 +94,46 @@ def test_loads_do_not_freeze_the_collector_and_replaced_versions_are_freed(versi
     assert answer(registry.resolve("m")) == 3.5
     assert gc.get_freeze_count() == frozen
     assert first() is None
+
+
+def test_a_reload_over_grpc_loads_off_the_event_loop(half_plus_models, tmp_path):
+    """HandleReloadConfigRequest adding a model whose load takes seconds: REST requests are
+    answered meanwhile (before, the load ran on the event loop and they waited for it)."""
+    import time
+
+    import grpc
+    import requests
+    from google.protobuf import text_format
+    from tensorflow_serving.apis import model_management_pb2, model_service_pb2_grpc
+
+    from tests.serving import models
+    from tests.serving.conftest import Server, models_config
+
+    models.build_slow_loading(tmp_path / "slow" / "1", iterations=2_000_000)
+    config = tmp_path / "models.config"
+    config.write_text(models_config(half_plus_models))
+    server = Server([f"--model_config_file={config}"], tmp_path)
+    try:
+        server.wait_ready("/v1/models/half_plus_two")
+        both = models_config(half_plus_models) + models_config(tmp_path / "slow", name="slow")
+        request = model_management_pb2.ReloadConfigRequest()
+        text_format.Parse(both.replace("} }\nmodel_config_list { config", "} config"), request.config)
+        assert len(request.config.model_config_list.config) == 2
+        stub = model_service_pb2_grpc.ModelServiceStub(grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}"))
+        reload = threading.Thread(target=stub.HandleReloadConfigRequest, args=(request,), kwargs={"timeout": 120})
+        reload.start()
+        time.sleep(1.0)
+        latencies = []
+        for _ in range(5):
+            started = time.monotonic()
+            answer = requests.post(server.url + "/v1/models/half_plus_two:predict", json={"instances": [[1.0]]},
+                                   timeout=60)
+            latencies.append(time.monotonic() - started)
+            assert answer.json() == {"predictions": [[3.5]]}
+        assert max(latencies) < 1.0, latencies
+        assert reload.is_alive(), "the slow model loaded before the requests could show anything"
+        reload.join(120)
+        slow = requests.post(server.url + "/v1/models/slow:predict", json={"instances": [[2.0]]}, timeout=60)
+        assert slow.json() == {"predictions": [[3.0]]}
+    finally:
+        server.stop()

@@ -4,7 +4,7 @@ succeeds, each version takes over from the previous one, and the server's memory
 after the first RELOADS_BEFORE_BASELINE pushes (TensorFlow's caches warm up), its RSS grows by
 less than RSS_BOUND_MB (20 MiB) over the remaining 45; measured: +1.9 MiB (574 MiB after the first
 push, 589 after 5, 591 after 50; 16,349 calls). Before this branch the registry froze the
-collector at every load, so each replaced version stayed in memory."""
+collector at every load, so each replaced version stayed in memory: +352 MiB (7.8 MiB a push)."""
 import json
 import shutil
 import threading
