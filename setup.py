@@ -29,7 +29,8 @@ setup(
         'uvloop>=0.18; sys_platform != "win32"',
     ],
     extras_require={
-        "test": ["pytest"],
+        # hypothesis: property-based fuzzing of the serving APIs (tests/serving/test_fuzz.py).
+        "test": ["pytest", "hypothesis==6.168.5"],
         # The per-request FastAPI endpoint the serving benchmark compares against.
         "bench": ["fastapi", "uvicorn"],
     },
