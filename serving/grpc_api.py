@@ -6,6 +6,7 @@ that many bytes hold beyond the values it sends, and with a token every call (in
 HandleReloadConfigRequest) must carry it."""
 import asyncio
 import hmac
+import math
 import time
 from typing import Callable, Dict, Optional
 
@@ -20,31 +21,36 @@ from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
 from serving.errors import ServingError, invalid
 from serving.inference import InferenceService, shape_text, status_error
 from serving.metrics import LATENCY_BUCKETS, REQUEST_COUNT, REQUEST_LATENCY, VERSION_LATENCY
-from serving.servable import CLASSIFY_METHOD, DEFAULT_SIGNATURE, DTYPE_NAMES, NUMPY_DTYPES, string_array
+from serving.servable import CLASSIFY_METHOD, DEFAULT_SIGNATURE, NUMPY_DTYPES, string_array, tf_dtype
 
 _VALUE_FIELDS = {"DT_FLOAT": "float_val", "DT_DOUBLE": "double_val", "DT_INT32": "int_val", "DT_INT16": "int_val",
                  "DT_INT8": "int_val", "DT_UINT8": "int_val", "DT_UINT16": "int_val", "DT_INT64": "int64_val",
                  "DT_BOOL": "bool_val", "DT_STRING": "string_val", "DT_UINT32": "uint32_val",
                  "DT_UINT64": "uint64_val", "DT_HALF": "half_val"}
 _READ_DTYPES = {**NUMPY_DTYPES, "DT_UINT16": np.uint16, "DT_HALF": np.float16}
+_WRAPPED = (np.int8, np.int16, np.uint8, np.uint16)
+DTYPE_OF = {number: name for name, number in types_pb2.DataType.items()}  # DataType.Name without its cost
+DATATYPE_NUMBERS = dict(types_pb2.DataType.items())
 MAX_DIMS = 254  # TensorShape's limit
 MAX_MESSAGE = 1024  # ToGRPCStatus truncates longer messages
 POINTER_BYTES = 8  # what one element of a string tensor costs at least
 
 
-def to_tensor_proto(array: np.ndarray) -> tensor_pb2.TensorProto:
-    """Tensor::AsProtoField: typed value fields (float_val, ...), not tensor_content."""
-    dtype = "DT_STRING" if array.dtype.kind in "OSU" else DTYPE_NAMES[array.dtype.name]
-    proto = tensor_pb2.TensorProto(dtype=types_pb2.DataType.Value(dtype), tensor_shape=tensor_shape_pb2.TensorShapeProto(
-        dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=s) for s in array.shape]))
-    if dtype == "DT_HALF":
-        values = array.ravel().view(np.uint16).tolist()
-    elif dtype in ("DT_COMPLEX64", "DT_COMPLEX128"):
-        pairs = np.stack([array.ravel().real, array.ravel().imag], axis=1).ravel().tolist()
+def to_tensor_proto(array: np.ndarray, proto: Optional[tensor_pb2.TensorProto] = None) -> tensor_pb2.TensorProto:
+    """Tensor::AsProtoField: typed value fields (float_val, ...), not tensor_content; filled in
+    place when given the response's own TensorProto (a third of the time of building one)."""
+    proto = tensor_pb2.TensorProto() if proto is None else proto
+    dtype = tf_dtype(array)
+    proto.dtype = DATATYPE_NUMBERS[dtype]
+    dims = proto.tensor_shape.dim
+    for size in array.shape:
+        dims.add().size = size
+    flat = array.ravel()
+    if dtype in ("DT_COMPLEX64", "DT_COMPLEX128"):
+        pairs = np.stack([flat.real, flat.imag], axis=1).ravel().tolist()
         getattr(proto, "scomplex_val" if dtype == "DT_COMPLEX64" else "dcomplex_val").extend(pairs)
         return proto
-    else:
-        values = array.ravel().tolist()
+    values = flat.view(np.uint16).tolist() if dtype == "DT_HALF" else flat.tolist()
     if dtype == "DT_STRING":
         values = [v if isinstance(v, bytes) else str(v).encode() for v in values]
     getattr(proto, _VALUE_FIELDS[dtype]).extend(values)
@@ -55,36 +61,37 @@ def from_tensor_proto(proto: tensor_pb2.TensorProto, alias: str, max_bytes: int)
     """Tensor::FromProto: tensor_content must hold exactly the shape's elements; typed values
     fill it, the last one repeated if too few, zeros if none. A shape that would expand past
     `max_bytes` is refused (TF Serving would try to allocate it)."""
-    parse_error = invalid(f"tensor parsing error: {alias}")
-    dtype = types_pb2.DataType.Name(proto.dtype) if proto.dtype in types_pb2.DataType.values() else "DT_INVALID"
-    dims = proto.tensor_shape.dim
-    if (dtype not in _READ_DTYPES or proto.tensor_shape.unknown_rank or len(dims) > MAX_DIMS
-            or any(d.size < 0 for d in dims)):
-        raise parse_error
-    shape = [d.size for d in dims]
-    count = int(np.prod(shape, dtype=object)) if shape else 1
+    dtype = DTYPE_OF.get(proto.dtype, "DT_INVALID")
+    numpy_dtype = _READ_DTYPES.get(dtype)
+    shape_proto = proto.tensor_shape
+    shape = [d.size for d in shape_proto.dim]
+    if numpy_dtype is None or shape_proto.unknown_rank or len(shape) > MAX_DIMS or (shape and min(shape) < 0):
+        raise invalid(f"tensor parsing error: {alias}")
+    count = math.prod(shape)
     if count > 2 ** 63 - 1:
-        raise parse_error
-    numpy_dtype = _READ_DTYPES[dtype]
+        raise invalid(f"tensor parsing error: {alias}")
     itemsize = POINTER_BYTES if dtype == "DT_STRING" else np.dtype(numpy_dtype).itemsize
-    if proto.tensor_content:
-        if dtype == "DT_STRING" or len(proto.tensor_content) != count * itemsize:
-            raise parse_error
-        return np.frombuffer(proto.tensor_content, dtype=numpy_dtype).reshape(shape)
+    content = proto.tensor_content
+    if content:
+        if dtype == "DT_STRING" or len(content) != count * itemsize:
+            raise invalid(f"tensor parsing error: {alias}")
+        return np.frombuffer(content, dtype=numpy_dtype).reshape(shape)
     values = getattr(proto, _VALUE_FIELDS[dtype])
     sent = len(values)
     if count > sent and count * itemsize > max_bytes:
         raise invalid(f"input {alias} declares shape {shape_text(shape)} ({count} elements) but sends {sent} "
                       f"value{'s' if sent != 1 else ''}; filling it takes {count * itemsize} bytes, more than "
                       f"--max_request_bytes ({max_bytes})")
+    items = list(values[:count]) if sent > count else list(values)
     if dtype == "DT_STRING":
-        items = list(values[:count]) + [values[-1] if sent else b""] * (count - min(sent, count))
+        items += [items[-1] if sent else b""] * (count - len(items))
         return string_array(items).reshape(shape)
     if dtype == "DT_HALF":
-        array = np.array(values[:count], dtype=np.uint16).view(np.float16)
+        array = np.array(items, dtype=np.uint16).view(np.float16)
+    elif numpy_dtype in _WRAPPED:  # int_val holds int32s; narrower types keep the low bits, as in C++
+        array = np.array(items, dtype=np.int64).astype(numpy_dtype)
     else:
-        array = np.array(values[:count], dtype=np.int64 if numpy_dtype in (np.int8, np.int16, np.uint8, np.uint16)
-                         else numpy_dtype).astype(numpy_dtype, copy=False)
+        array = np.array(items, dtype=numpy_dtype)
     if sent < count:
         fill = array[-1] if sent else np.zeros((), numpy_dtype)
         array = np.concatenate([array, np.full(count - sent, fill, dtype=numpy_dtype)])
@@ -175,11 +182,11 @@ class PredictionService(_Base, prediction_service_pb2_grpc.PredictionServiceServ
         key, outputs = await self.service.predict(
             servable, request.model_spec.signature_name, dict(protos), list(request.output_filter),
             convert=lambda alias, proto: from_tensor_proto(proto, alias, self._max_bytes),
-            dtype_of=lambda alias: types_pb2.DataType.Name(protos[alias].dtype))
+            dtype_of=lambda alias: DTYPE_OF.get(protos[alias].dtype, "DT_INVALID"))
         response = predict_pb2.PredictResponse()
         _fill_spec(response.model_spec, request.model_spec.name, key, servable.version)
         for alias, value in outputs.items():
-            response.outputs[alias].CopyFrom(to_tensor_proto(np.asarray(value)))
+            to_tensor_proto(np.asarray(value), response.outputs[alias])
         return response, str(servable.version)
 
     async def Classify(self, request, context):

@@ -15,8 +15,8 @@ from serving.errors import invalid, ServingError
 from serving.metrics import (BATCH_SIZE, BATCH_SIZE_BUCKETS, EXAMPLE_COUNT_BUCKETS, EXAMPLE_COUNT_TOTAL,
                              EXAMPLE_COUNTS, LATENCY_BUCKETS, Metrics, RUNTIME_LATENCY)
 from serving.registry import ModelRegistry
-from serving.servable import (CLASSIFY_METHOD, DEFAULT_SIGNATURE, DTYPE_NAMES, REGRESS_METHOD, Servable,
-                              SignatureInfo, string_array)
+from serving.servable import (CLASSIFY_METHOD, DEFAULT_SIGNATURE, REGRESS_METHOD, Servable, SignatureInfo,
+                              string_array, tf_dtype)
 
 CLASSIFY_INPUTS, CLASSIFY_CLASSES, CLASSIFY_SCORES = "inputs", "classes", "scores"
 REGRESS_INPUTS, REGRESS_OUTPUTS = "inputs", "outputs"
@@ -25,10 +25,6 @@ REGRESS_INPUTS, REGRESS_OUTPUTS = "inputs", "outputs"
 def shape_text(shape) -> str:
     """TensorShape::DebugString: [2,1]."""
     return "[" + ",".join(str(d) for d in shape) + "]"
-
-
-def dtype_name(array: np.ndarray) -> str:
-    return DTYPE_NAMES.get(array.dtype.name, "DT_STRING" if array.dtype.kind in "OSU" else array.dtype.name)
 
 
 def signature_debug_string(servable: Servable, key: str) -> str:
@@ -214,6 +210,8 @@ def _type(dtype: str) -> str:
 
 def _verify_inputs_size(signature: SignatureInfo, inputs: Dict[str, np.ndarray], defaults: dict) -> None:
     """VerifyRequestInputsSize."""
+    if len(inputs) == len(signature.inputs):
+        return
     sent, expected = set(inputs), set(signature.inputs)
     if len(sent) > len(expected) or (len(sent) < len(expected) and not defaults):
         raise invalid(
@@ -225,6 +223,8 @@ def _verify_inputs_size(signature: SignatureInfo, inputs: Dict[str, np.ndarray],
 def _input_values(signature: SignatureInfo, inputs: Dict[str, object], defaults: dict,
                   convert: Optional[Callable[[str, object], np.ndarray]]) -> Dict[str, np.ndarray]:
     """saved_model::GetInputValues: every signature input from the request or its default."""
+    if convert is None and inputs.keys() == signature.inputs.keys():
+        return inputs
     feeds, seen = {}, []
     for alias in sorted(signature.inputs):
         if alias in inputs:
@@ -300,8 +300,8 @@ def classification_result(outputs: Dict[str, np.ndarray], count: int) -> List[Li
             continue
         if tensor.ndim != 2:
             raise invalid(f"Expected Tensor shape: [batch_size num_classes] but got {shape_text(tensor.shape)}")
-        if dtype_name(tensor) != dtype:
-            raise invalid(f"Expected {name} Tensor of {dtype}. Got: {dtype_name(tensor)}")
+        if tf_dtype(tensor) != dtype:
+            raise invalid(f"Expected {name} Tensor of {dtype}. Got: {tf_dtype(tensor)}")
         if tensor.shape[0] != count:
             raise invalid(f"Expected {name} output batch size of {count}. Got: {tensor.shape[0]}")
     if classes is not None and scores is not None and classes.shape[1] != scores.shape[1]:
@@ -321,8 +321,8 @@ def regression_result(output: np.ndarray, count: int) -> List[float]:
                       f"{shape_text(output.shape)}")
     if output.shape[0] != count:
         raise invalid(f"Input batch size did not match output batch size: {count} vs. {output.shape[0]}")
-    if dtype_name(output) != "DT_FLOAT":
-        raise invalid(f"Expected output Tensor of DT_FLOAT.  Got: {dtype_name(output)}")
+    if tf_dtype(output) != "DT_FLOAT":
+        raise invalid(f"Expected output Tensor of DT_FLOAT.  Got: {tf_dtype(output)}")
     return output.reshape(-1).tolist()
 
 

@@ -572,31 +572,27 @@ def _fill(value, level: int, shape: List[int], dtype: str, out: list) -> None:
         _fill(item, level + 1, shape, dtype, out)
 
 
-# JSON scalars that a plain list may hold for each dtype, converted by numpy in one call.
-_PLAIN = {"DT_FLOAT": (int, float), "DT_DOUBLE": (int, float), "DT_BOOL": (bool,)}
-
-
 def _plain_values(values: list, dtype: str) -> Optional[np.ndarray]:
     """A flat list of JSON scalars that _scalar would accept one by one, as one array; None
     when any value needs the element-by-element rules (and their errors)."""
     if not values:
         return None
+    kinds = set(map(type, values))
     if dtype == "DT_STRING":
-        if all(type(v) is str for v in values):
-            return string_array([to_bytes(v) for v in values])
-        return None
+        return string_array([to_bytes(v) for v in values]) if kinds == {str} else None
     if dtype in INT_RANGES:
-        if not all(type(v) is int for v in values):
+        if kinds != {int}:
             return None
         low, high = INT_RANGES[dtype]
         if not low <= min(values) <= max(values) <= high:
             return None
         return np.array(values, dtype=np.int64).astype(NUMPY_DTYPES[dtype], copy=False)
-    types = _PLAIN.get(dtype)
-    if types is None or not all(type(v) in types for v in values):
-        return None
     if dtype == "DT_BOOL":
-        return np.array(values, dtype=np.bool_)
+        return np.array(values, dtype=np.bool_) if kinds == {bool} else None
+    if dtype not in ("DT_FLOAT", "DT_DOUBLE") or not kinds <= {int, float}:
+        return None
+    if kinds == {float}:
+        return np.array(values, dtype=NUMPY_DTYPES[dtype])
     # Through doubles, as rapidjson's GetFloat converts an integer.
     return np.array(values, dtype=np.float64).astype(NUMPY_DTYPES[dtype], copy=False)
 
@@ -658,8 +654,12 @@ def _row_inputs(instances: list, signature: SignatureInfo) -> Dict[str, np.ndarr
                       "required as per tensorinfo_map")
     objects = _is_object(instances[0])
     plain = _plain_rows(instances, signature, objects)
-    if plain is not None:
-        return plain
+    return plain if plain is not None else _checked_rows(instances, signature, objects)
+
+
+def _checked_rows(instances: list, signature: SignatureInfo, objects: bool) -> Dict[str, np.ndarray]:
+    """FillTensorMapFromInstancesList value by value, with its errors."""
+    names = sorted(signature.inputs)
     items: Dict[str, list] = {}
     shapes: Dict[str, Tuple[int, List[int]]] = {}
 
@@ -716,12 +716,18 @@ def _plain_rows(instances: list, signature: SignatureInfo, objects: bool) -> Opt
     keys = signature.inputs.keys()
     if not all(type(instance) is dict and instance.keys() == keys for instance in instances):
         return None
-    columns = {}
+    # One array per dtype, each input a row of it: a few numpy calls, not one per input.
+    groups: Dict[str, List[str]] = {}
     for name, info in signature.inputs.items():
-        column = _plain_values([instance[name] for instance in instances], info.dtype)
-        if column is None:
+        groups.setdefault(info.dtype, []).append(name)
+    columns = {}
+    for dtype, names in groups.items():
+        block = _plain_values([instance[name] for name in names for instance in instances], dtype)
+        if block is None:
             return None
-        columns[name] = column
+        block = block.reshape(len(names), len(instances))
+        for index, name in enumerate(names):
+            columns[name] = block[index]
     return columns
 
 
@@ -751,7 +757,7 @@ def _leaf_writer(array: np.ndarray, alias: str):
         return lambda v: format_float(v, digits)
     if kind == "b":
         return lambda v: "true" if v else "false"
-    if kind in "iu" and array.dtype.name != "uint16":
+    if kind in "iu" and array.dtype != np.uint16:
         return str
     if kind in "OSU":
         if alias.endswith(BYTES_SUFFIX):
@@ -819,6 +825,11 @@ def predict_response(outputs: Dict[str, np.ndarray], row_format: bool) -> str:
         leaf = leaves[names[0]]
         rows = ", ".join(_single_line(row, leaf) for row in outputs[names[0]].tolist())
         return '{\n    "predictions": [' + rows + ("\n    ]\n}" if batch else "]\n}")
+    return _written_rows(outputs, names, leaves, batch)
+
+
+def _written_rows(outputs: Dict[str, np.ndarray], names: List[str], leaves: dict, batch: int) -> str:
+    """MakeRowFormatJsonFromTensors through the writer, event by event."""
     writer = PrettyWriter()
     writer.start(False)
     writer.key("predictions")

@@ -314,3 +314,53 @@ def test_long_fuzzing_run(zoo_server, session, stub, name):
         fuzz_settings(SLOW_EXAMPLES)(given(model=st.sampled_from(MODELS), signature=st.sampled_from(SIGNATURES),
                                            inputs=st.dictionaries(st.sampled_from(INPUTS), tensor_protos(),
                                                                   max_size=3))(predict_one))()
+
+
+# ---------------------------------------------------------------- fast paths equal the checked ones
+
+SIGNATURE_DTYPES = ["DT_FLOAT", "DT_DOUBLE", "DT_INT32", "DT_INT64", "DT_INT8", "DT_UINT8", "DT_STRING", "DT_BOOL"]
+row_values = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-2 ** 64, 2 ** 64),
+                       st.booleans(), st.text(max_size=6))
+
+
+@fuzz_settings(FUZZ_EXAMPLES)
+@given(dtypes=st.dictionaries(st.sampled_from(["a", "b", "c", "d"]), st.sampled_from(SIGNATURE_DTYPES), min_size=1),
+       data=st.data())
+def test_the_one_call_per_dtype_conversion_equals_the_value_by_value_one(dtypes, data):
+    from serving import tensor_json
+    from serving.servable import SignatureInfo, TensorInfo
+
+    signature = SignatureInfo({alias: TensorInfo(alias, dtype, [-1]) for alias, dtype in dtypes.items()}, {})
+    instances = data.draw(st.lists(st.fixed_dictionaries({alias: row_values for alias in dtypes}), min_size=1,
+                                   max_size=4))
+    plain = tensor_json._plain_rows(instances, signature, True)
+    try:
+        checked = tensor_json._checked_rows(instances, signature, True)
+    except Exception as error:
+        assert plain is None, f"the fast path accepted what the checks refuse: {error}"
+        return
+    if plain is not None:
+        assert plain.keys() == checked.keys()
+        for alias in plain:
+            assert plain[alias].dtype == checked[alias].dtype and plain[alias].shape == checked[alias].shape
+            assert plain[alias].tobytes() == checked[alias].tobytes() or plain[alias].tolist() == checked[alias].tolist()
+
+
+output_arrays = st.sampled_from([np.float32, np.float64, np.int32, np.int64, np.bool_, object]).flatmap(
+    lambda dtype: st.lists(st.integers(1, 3), min_size=1, max_size=3).flatmap(
+        lambda shape: st.lists(st.text(max_size=4).map(str.encode) if dtype is object else
+                               st.floats(width=32 if dtype is np.float32 else 64) if dtype in (np.float32, np.float64)
+                               else st.booleans() if dtype is np.bool_ else st.integers(-2 ** 31, 2 ** 31 - 1),
+                               min_size=int(np.prod(shape)), max_size=int(np.prod(shape))).map(
+            lambda values: np.array(values, dtype=dtype).reshape(shape))))
+
+
+@fuzz_settings(FUZZ_EXAMPLES)
+@given(array=output_arrays, alias=st.sampled_from(["y", "scores", "text", "out_bytes"]))
+def test_the_one_output_response_equals_the_writers(array, alias):
+    from serving import tensor_json
+
+    leaves = {alias: tensor_json._leaf_writer(array, alias)}
+    fast = tensor_json.predict_response({alias: array}, row_format=True)
+    assert fast == tensor_json._written_rows({alias: array}, [alias], leaves, array.shape[0])
+    assert json.loads(fast, parse_constant=float)["predictions"] is not None
