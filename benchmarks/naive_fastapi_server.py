@@ -34,9 +34,11 @@ class PredictRequest(BaseModel):
 
 
 def _plain(value):
+    """A row of a numpy output as JSON: bytes as text."""
+    value = value.tolist() if hasattr(value, "tolist") else value
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace")
-    return value
+    return [_plain(v) for v in value] if isinstance(value, list) else value
 
 
 def create_app(model_dir: str, model_name: str, signature_name: str) -> FastAPI:
@@ -76,8 +78,8 @@ def create_app(model_dir: str, model_name: str, signature_name: str) -> FastAPI:
         outputs = {alias: value.numpy() for alias, value in signature(**inputs).items()}
         if len(outputs) == 1:
             (value,) = outputs.values()
-            return {"predictions": [_plain(v) for v in value.tolist()]}
-        return {"predictions": [{alias: _plain(value[i].tolist()) for alias, value in outputs.items()}
+            return {"predictions": _plain(value)}
+        return {"predictions": [{alias: _plain(value[i]) for alias, value in outputs.items()}
                                 for i in range(len(request.instances))]}
 
     return app
