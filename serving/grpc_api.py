@@ -75,7 +75,7 @@ def from_tensor_proto(proto: tensor_pb2.TensorProto, alias: str, max_bytes: int)
     if content:
         if dtype == "DT_STRING" or len(content) != count * itemsize:
             raise invalid(f"tensor parsing error: {alias}")
-        return np.frombuffer(content, dtype=numpy_dtype).reshape(shape)
+        return _shaped(np.frombuffer(content, dtype=numpy_dtype), shape, alias)
     values = getattr(proto, _VALUE_FIELDS[dtype])
     sent = len(values)
     if count > sent and count * itemsize > max_bytes:
@@ -85,7 +85,7 @@ def from_tensor_proto(proto: tensor_pb2.TensorProto, alias: str, max_bytes: int)
     items = list(values[:count]) if sent > count else list(values)
     if dtype == "DT_STRING":
         items += [items[-1] if sent else b""] * (count - len(items))
-        return string_array(items).reshape(shape)
+        return _shaped(string_array(items), shape, alias)
     if dtype == "DT_HALF":
         array = np.array(items, dtype=np.uint16).view(np.float16)
     elif numpy_dtype in _WRAPPED:  # int_val holds int32s; narrower types keep the low bits, as in C++
@@ -95,7 +95,17 @@ def from_tensor_proto(proto: tensor_pb2.TensorProto, alias: str, max_bytes: int)
     if sent < count:
         fill = array[-1] if sent else np.zeros((), numpy_dtype)
         array = np.concatenate([array, np.full(count - sent, fill, dtype=numpy_dtype)])
-    return array.reshape(shape)
+    return _shaped(array, shape, alias)
+
+
+def _shaped(array: np.ndarray, shape: list, alias: str) -> np.ndarray:
+    """numpy cannot hold every shape TensorFlow can: [0, 2**62] has no elements, yet its strides
+    overflow."""
+    try:
+        return array.reshape(shape)
+    except ValueError:
+        raise invalid(f"input {alias} declares shape {shape_text(shape)}, which this server cannot hold in an "
+                      "array; send a smaller shape") from None
 
 
 def _spec_version(model_spec) -> Dict[str, object]:

@@ -17,6 +17,7 @@ from serving.metrics import (BATCH_SIZE, BATCH_SIZE_BUCKETS, EXAMPLE_COUNT_BUCKE
 from serving.registry import ModelRegistry
 from serving.servable import (CLASSIFY_METHOD, DEFAULT_SIGNATURE, REGRESS_METHOD, Servable, SignatureInfo,
                               string_array, tf_dtype)
+from serving.tensor_json import TYPE_NAMES
 
 CLASSIFY_INPUTS, CLASSIFY_CLASSES, CLASSIFY_SCORES = "inputs", "classes", "scores"
 REGRESS_INPUTS, REGRESS_OUTPUTS = "inputs", "outputs"
@@ -105,7 +106,8 @@ class InferenceService:
             for index, alias in enumerate(sorted(feeds)):
                 want, got = signature.inputs[alias].dtype, dtype_of(alias) if alias in inputs else None
                 if got is not None and got != want:
-                    raise invalid(f"Expects arg[{index}] to be {_type(want)} but {_type(got)} is provided")
+                    raise invalid(f"Expects arg[{index}] to be {TYPE_NAMES.get(want, want)} but "
+                                  f"{TYPE_NAMES.get(got, got)} is provided")
         outputs = await self.run(servable, key, feeds, timeout=timeout,
                                  outputs=fetches if output_filter else None)
         return key, {alias: outputs[alias] for alias in fetches}
@@ -200,12 +202,6 @@ class InferenceService:
             else:
                 results.append((method, key, regression_result(outputs[REGRESS_OUTPUTS], len(serialized))))
         return results
-
-
-def _type(dtype: str) -> str:
-    from serving.tensor_json import TYPE_NAMES
-
-    return TYPE_NAMES.get(dtype, dtype)
 
 
 def _verify_inputs_size(signature: SignatureInfo, inputs: Dict[str, np.ndarray], defaults: dict) -> None:

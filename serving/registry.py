@@ -285,10 +285,6 @@ class ModelRegistry:
                     if not any(s.servable is not None for s in self._versions[name].values())
                     for state in self._versions[name].values() if state.error_message]
 
-    def labels(self, name: str) -> Dict[str, int]:
-        serving = self._serving.get(name)
-        return dict(serving.labels) if serving is not None else {}
-
     def ready(self) -> bool:
         serving = self._serving
         return bool(self._specs) and all(name in serving and serving[name].latest is not None for name in self._specs)

@@ -6,11 +6,13 @@ own code and message, as in TF Serving.
 
 Each (signature, inputs, outputs) combination runs through a session callable. The fast one is
 C++'s Session::MakeCallable, the call TF Serving makes, reached through a private method of
-tf.compat.v1.Session (`_make_callable_from_options`): measured per single-example call on one
-core, 20-25 us against 100-140 us for the public `Session.make_callable` (which goes through
-`Session.run`'s Python feed handling) and for the eager signature functions of
+tf.compat.v1.Session (`_make_callable_from_options`): measured per single-example call of a small
+model on one core, 20-25 us against 100-140 us for the public `Session.make_callable` (which goes
+through `Session.run`'s Python feed handling) and for the eager signature functions of
 tf.saved_model.load. It is used on TensorFlow 2.16.* only and not at all with TFXLINE_SPEEDUPS=0;
-the public callable is the fallback, with the same results (tests/serving/test_any_saved_model.py)."""
+the public callable is the fallback, with the same answers (tests/serving/test_any_saved_model.py);
+it also refuses a feed whose shape contradicts the tensor's static shape, which C++ (and TF
+Serving) accept."""
 import os
 import threading
 from typing import Dict, List, Optional, Sequence, Tuple

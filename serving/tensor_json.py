@@ -591,10 +591,11 @@ def _plain_values(values: list, dtype: str) -> Optional[np.ndarray]:
         return np.array(values, dtype=np.bool_) if kinds == {bool} else None
     if dtype not in ("DT_FLOAT", "DT_DOUBLE") or not kinds <= {int, float}:
         return None
-    if kinds == {float}:
-        return np.array(values, dtype=NUMPY_DTYPES[dtype])
-    # Through doubles, as rapidjson's GetFloat converts an integer.
-    return np.array(values, dtype=np.float64).astype(NUMPY_DTYPES[dtype], copy=False)
+    with np.errstate(over="ignore"):  # a double beyond float32 becomes inf, as static_cast<float> makes it
+        if kinds == {float}:
+            return np.array(values, dtype=NUMPY_DTYPES[dtype])
+        # Through doubles, as rapidjson's GetFloat converts an integer.
+        return np.array(values, dtype=np.float64).astype(NUMPY_DTYPES[dtype], copy=False)
 
 
 def values_array(flat: list, dtype: str, shape: List[int]) -> np.ndarray:
@@ -603,7 +604,8 @@ def values_array(flat: list, dtype: str, shape: List[int]) -> np.ndarray:
         return string_array(flat).reshape(shape)
     if dtype in INT_RANGES and dtype not in ("DT_INT64", "DT_UINT64", "DT_UINT32", "DT_INT32"):
         return np.array(flat, dtype=np.int64).astype(NUMPY_DTYPES[dtype]).reshape(shape)
-    return np.array(flat, dtype=NUMPY_DTYPES[dtype]).reshape(shape)
+    with np.errstate(over="ignore"):
+        return np.array(flat, dtype=NUMPY_DTYPES[dtype]).reshape(shape)
 
 
 def to_tensor(value, dtype: str) -> np.ndarray:

@@ -369,3 +369,55 @@ def test_with_speedups_off_the_server_answers_byte_for_byte_the_same(model_zoo, 
             assert answers[0].content == answers[1].content
     finally:
         public.stop()
+
+
+def test_a_failure_inside_the_server_is_internal_not_the_clients_fault(model_zoo):
+    """The bug this file started from: the flat call's TypeError ('Signature specifies 6
+    arguments, got: 5') was answered 400, blaming the client. A failure that is not a
+    TensorFlow status is now INTERNAL: 500 over REST, INTERNAL over gRPC."""
+    import asyncio
+
+    from serving.inference import InferenceService
+    from serving.metrics import Metrics
+    from serving.registry import ModelRegistry, ModelSpec
+    from serving.rest import RestOptions, start_rest_server
+    from serving.grpc_api import start_grpc_server
+    from tests.serving.conftest import free_port
+
+    registry = ModelRegistry(load_saved_model)
+    registry.configure([ModelSpec("half_plus_two", str(model_zoo["half_plus_two"].parent))])
+
+    def broken(feeds, fetches):
+        def call(*arrays):
+            raise TypeError("Signature specifies 6 arguments, got: 5")
+        return call
+
+    registry.resolve("half_plus_two")._callable = broken
+    rest_port, grpc_port = free_port(), free_port()
+    answers = {}
+
+    async def run():
+        service = InferenceService(registry, Metrics())
+        rest = await start_rest_server(service, RestOptions(), rest_port)
+        grpc_server = await start_grpc_server(service, grpc_port)
+        loop = asyncio.get_running_loop()
+        answers["rest"] = await loop.run_in_executor(None, lambda: requests.post(
+            f"http://127.0.0.1:{rest_port}/v1/models/half_plus_two:predict", json={"instances": [[1.0]]}, timeout=30))
+
+        def call_grpc():
+            with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+                try:
+                    prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(
+                        predict_request("half_plus_two", "", x=X), timeout=30)
+                except grpc.RpcError as error:
+                    return error
+
+        answers["grpc"] = await loop.run_in_executor(None, call_grpc)
+        await grpc_server.stop(0)
+        await rest.drain(0)
+
+    asyncio.run(run())
+    assert answers["rest"].status_code == 500
+    assert answers["rest"].json() == {"error": "TypeError: Signature specifies 6 arguments, got: 5"}
+    assert answers["grpc"].code() == grpc.StatusCode.INTERNAL
+    assert answers["grpc"].details() == "TypeError: Signature specifies 6 arguments, got: 5"
