@@ -59,7 +59,7 @@ def serve(edge_dir: str, model_name: str, port: int, variant: str, poll_seconds:
     if not registry.ready():
         log.warning("no loadable version of %s under %s yet; answering 404 until one is published",
                     model_name, edge_dir)
-    service = InferenceService(registry, Metrics(), threads=2)
+    service = InferenceService(registry, Metrics(serves=registry.serves), threads=2)
     stop = threading.Event()
     threading.Thread(target=registry.watch, args=(poll_seconds, stop), name="version-watcher", daemon=True).start()
 
