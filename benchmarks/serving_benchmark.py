@@ -942,9 +942,9 @@ def report(results, limits, checks, notes, empty, chosen, tools, server_cpu, loa
                           + (f"{grpc_point['batch_mean']:.1f} examples each over gRPC against "
                              f"{rest['batch_mean']:.1f} over REST" if grpc_point.get("batch_mean") and
                              rest.get("batch_mean") else "batched")
-                          + ": grpc.aio hands the server one RPC per pass of the event loop, where REST reads every "
-                            "ready connection in one pass, so over gRPC batches barely form and the model runs "
-                            "about once per request."]
+                          + ": over gRPC the requests reach the batcher one at a time (inferred: grpc.aio runs "
+                            "each RPC as its own task, where a burst of REST requests is read in one pass of the "
+                            "event loop), so the model runs about once per request."]
 
     lines += ["", "Answers checked before the load, against the in-process answers (tolerance "
               f"{SCORE_TOLERANCE:g}): " + "; ".join(f"{name}: {describe(check)}" for name, check in checks.items()) + "."]
@@ -958,6 +958,11 @@ def report(results, limits, checks, notes, empty, chosen, tools, server_cpu, loa
               "client and `nghttp` (grpc-status 0, right answer), and during the load whole PredictResponses are "
               "counted from the DATA bytes received). Naive endpoint: `benchmarks/naive_fastapi_server.py`, "
               "FastAPI on uvicorn, 1 worker, plain `def` endpoint, access log off."]
+    others = [r["other_cores"] for r in results]
+    if others and max(others) >= BUSY_CORES:
+        notes.append(f"other processes used {min(others):.2f} to {max(others):.2f} cores during the points (of "
+                     f"{os.cpu_count()}): where they used over a core, the server had about half of its own; ratios "
+                     "between points measured under different loads say little. Re-run on an idle machine.")
     if notes:
         lines += ["", "Problems seen:", ""] + [f"- {note}" for note in notes]
     return "\n".join(lines)
