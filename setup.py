@@ -37,8 +37,9 @@ setup(
         # pkg_resources, which setuptools 81 removed.
         # fairlearn 0.9.0: the last release that installs with pandas<2 (TFX's pin); the fairness
         # numbers are checked against it.
+        # hypothesis: property-based fuzzing of the serving APIs (tests/serving/test_fuzz.py).
         "test": ["pytest", "import-linter==2.15", "ruff==0.17.6", "fairlearn==0.9.0", "nbclient", "nbformat",
-                 "grpcio-tools==1.48.2", "setuptools<81"],
+                 "grpcio-tools==1.48.2", "setuptools<81", "hypothesis==6.168.5"],
         # The per-request FastAPI endpoint the serving benchmark compares against.
         "bench": ["fastapi", "uvicorn"],
     },

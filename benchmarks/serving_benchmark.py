@@ -1,16 +1,22 @@
-"""Serving: tfxline's model server against a naive per-request FastAPI endpoint, in one run.
-
-On loopback, with the newest pushed taxi SavedModel (copied to a scratch directory first, so a
-push during the run cannot swap the model under a measurement):
-  1. the in-process limit: the `serving_raw` signature called directly, single calls/s and
-     examples/s in batches of 32 (a child process, pinned like the servers);
+"""Serving: tfxline's model server against a naive per-request FastAPI endpoint, in one run, on
+three models: tfxline's taxi export (the newest pushed version, copied to a scratch directory
+first, so a push during the run cannot swap the model under a measurement), TF Serving's
+half_plus_two (a TF1 graph with variables, built as TF Serving's
+servables/tensorflow/testdata/saved_model_half_plus_two.py builds it) and a TF2 tf.Module with
+several inputs and outputs (both built by the test suite's builders, tests/serving/models.py).
+For each model:
+  1. the in-process limit: the signature called directly, single calls/s and examples/s in
+     batches of 32, through tf.saved_model.load (what the naive endpoint calls) and through the
+     session callable tfxline serve runs (a child process, pinned like the servers);
   2. the naive endpoint (`benchmarks/naive_fastapi_server.py`: FastAPI on uvicorn, one worker,
      one signature call per request), REST;
   3. `tfxline serve` with batching off, then on (`benchmarks/serving/batching_parameters.pbtxt`),
-     REST and gRPC.
+     then on with --workers (every core), REST and gRPC.
+Then the gRPC layer alone: grpc.aio with a handler that does nothing
+(`benchmarks/serving/empty_grpc_server.py`), for where the time of a gRPC request goes.
 A point during which other processes used the CPUs (this machine is shared) is measured again.
 Each server is checked for correct answers first (every request row over REST and the Python gRPC
-client, against the in-process scores; the raw gRPC body that h2load sends, through `nghttp`,
+client, against the in-process answers; the raw gRPC body that h2load sends, through `nghttp`,
 for grpc-status 0). Then single-example predict at each concurrency: warm-up, then a timed run.
 The load generators are not Python: `wrk` (REST, lua script `benchmarks/serving/predict.lua`)
 and `h2load` (gRPC as HTTP/2 POSTs of a framed PredictRequest). With two or more cores the
@@ -18,11 +24,13 @@ server gets one core and the load generator another (`taskset`).
 Prints a table and writes the `serving` section of BENCHMARKS.md.
 
 Usage: .venv/bin/python benchmarks/serving_benchmark.py [--duration 10] [--warmup 3]
-           [--concurrency 1,8,32] [--model_base_path DIR] [--no-pin] [--skip-tfxline]
+           [--concurrency 1,8,32] [--models taxi,half_plus_two,tf2_module] [--model_base_path DIR]
+           [--no-pin] [--skip-tfxline]
 Needs: apt-get install -y wrk nghttp2-client
 """
 import argparse
 import atexit
+import dataclasses
 import csv
 import json
 import os
@@ -51,13 +59,13 @@ from benchmarks.report import write_section  # noqa: E402
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # this process imports TF for the gRPC protos
 
 TAXI_CSV = "package:tfx/examples/chicago_taxi_pipeline/data/simple/data.csv"
-MODEL_NAME = "taxi"
-SIGNATURE = "serving_raw"
 GRPC_PATH = "/tensorflow.serving.PredictionService/Predict"
 GRPC_HEADERS = ["content-type: application/grpc", "te: trailers"]
 APT = "apt-get install -y wrk nghttp2-client"
-# Targets from issue 3's Benchmark section.
-TARGET_SPEEDUP, TARGET_P99_MS = 10.0, 25.0
+# Targets (issue 13): REST at c=32 at least 10x the naive endpoint with p99 under 10 ms; gRPC 4x.
+TARGET_SPEEDUP, TARGET_P99_MS, TARGET_GRPC_SPEEDUP = 10.0, 10.0, 4.0
+EMPTY_GRPC = HELPERS / "empty_grpc_server.py"
+METRICS_PATH = "/monitoring/prometheus/metrics"
 SCORE_TOLERANCE = 1e-4
 BUSY_CORES = 0.3  # other processes' CPU above which a measurement is repeated
 
@@ -143,10 +151,10 @@ def listening_ports(pid: int) -> set:
     return ports
 
 
-def wait_ready(process, rest_port: int, log_path: Path, timeout: float, ports=()) -> float:
+def wait_ready(process, rest_port: int, model_name: str, log_path: Path, timeout: float, ports=()) -> float:
     """Polls GET /v1/models/<name> until a version is AVAILABLE; returns seconds since start."""
     started = time.monotonic()
-    url = f"http://127.0.0.1:{rest_port}/v1/models/{MODEL_NAME}"
+    url = f"http://127.0.0.1:{rest_port}/v1/models/{model_name}"
     last = "no answer"
     while time.monotonic() - started < timeout:
         if process.poll() is not None:
@@ -244,7 +252,22 @@ def wait_for_quiet(limit_s: float, threshold: float = BUSY_CORES) -> float:
         time.sleep(7)
 
 
-# ---------------------------------------------------------------- model and request data
+# ---------------------------------------------------------------- models and request data
+
+@dataclasses.dataclass
+class Workload:
+    """One model as the benchmark serves it: every request is one instance of `instances`."""
+    key: str           # the served model name, and the --models key
+    title: str
+    signature: str
+    model_dir: Path    # <base>/<key>/<version>
+    instances: list    # JSON instances, one per request
+    output: str        # the output alias whose first value the answers are checked on
+
+    @property
+    def base(self) -> Path:
+        return self.model_dir.parent
+
 
 def newest_version(base: Path) -> Path:
     versions = sorted((p for p in base.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
@@ -278,23 +301,75 @@ def request_rows(features: list, count: int) -> list:
     return rows
 
 
-def rest_body(row: dict) -> str:
-    return json.dumps({"signature_name": SIGNATURE, "instances": [row]}, separators=(",", ":"))
-
-
-def grpc_request(row: dict, features: list):
+def workloads(keys: list, model_base_path: Path, work: Path, rows: int) -> list:
+    """The models to benchmark, in a scratch directory: a copy of the newest taxi version, and
+    half_plus_two and the TF2 module built by the test suite's builders."""
     import numpy as np
+
+    from tests.serving import models
+
+    chosen = []
+    for key in keys:
+        base = work / "models" / key
+        if key == "taxi":
+            source = newest_version(model_base_path.resolve())
+            shutil.copytree(source, base / source.name)
+            features = json.loads((source / "assets.extra" / "raw_features.json").read_text())
+            chosen.append(Workload(key, f"taxi (tfxline's export, version {source.name})", "serving_raw",
+                                   base / source.name, request_rows(features, rows), "scores"))
+        elif key == "half_plus_two":
+            chosen.append(Workload(key, "half_plus_two (TF Serving's TF1 test model)", "serving_default",
+                                   models.build_half_plus_two(base / "1"),
+                                   [[round(float(x), 3)] for x in np.linspace(-5, 5, rows)], "y"))
+        elif key == "tf2_module":
+            colors = ["red", "green", "blue", "purple"]
+            chosen.append(Workload(key, "tf2_module (a TF2 tf.Module: 3 inputs, 5 outputs)", "serving_default",
+                                   models.build_tf2_module(base / "1"),
+                                   [{"features": [round(i / 7, 3), round(1 - i / 5, 3)], "color": colors[i % 4],
+                                     "count": i} for i in range(rows)], "logits"))
+        else:
+            raise SystemExit(f"serving_benchmark: unknown model '{key}'; choose from taxi, half_plus_two, tf2_module")
+    return chosen
+
+
+def rest_body(workload: Workload, instance) -> str:
+    return json.dumps({"signature_name": workload.signature, "instances": [instance]}, separators=(",", ":"))
+
+
+def input_dtypes(workload: Workload) -> dict:
+    """The signature's inputs as numpy dtypes (object for strings), from saved_model.pb."""
+    from serving.saved_model import read_signature_defs
+    from serving.servable import NUMPY_DTYPES
+    from tensorflow.core.framework import types_pb2
+
+    signature = read_signature_defs(str(workload.model_dir))[workload.signature]
+    return {alias: NUMPY_DTYPES[types_pb2.DataType.Name(info.dtype)] for alias, info in signature.inputs.items()}
+
+
+def columns(instances: list, dtypes: dict) -> dict:
+    """A batch of JSON instances as one array per input."""
+    import numpy as np
+
+    def array(values, dtype):
+        if dtype is object:
+            return np.array([v.encode() for v in values], dtype=object)
+        return np.array(values, dtype=dtype)
+
+    if not isinstance(instances[0], dict):
+        (alias, dtype), = dtypes.items()
+        return {alias: array(instances, dtype)}
+    return {alias: array([instance[alias] for instance in instances], dtype) for alias, dtype in dtypes.items()}
+
+
+def grpc_request(workload: Workload, instance, dtypes: dict):
     import tensorflow as tf
     from tensorflow_serving.apis import predict_pb2
 
     request = predict_pb2.PredictRequest()
-    request.model_spec.name = MODEL_NAME
-    request.model_spec.signature_name = SIGNATURE
-    for feature in features:
-        dtype = {"string": object}.get(feature["dtype"], feature["dtype"])
-        value = row[feature["name"]]
-        request.inputs[feature["name"]].CopyFrom(
-            tf.make_tensor_proto(np.array([value.encode() if dtype is object else value], dtype=dtype)))
+    request.model_spec.name = workload.key
+    request.model_spec.signature_name = workload.signature
+    for alias, value in columns([instance], dtypes).items():
+        request.inputs[alias].CopyFrom(tf.make_tensor_proto(value))
     return request
 
 
@@ -303,44 +378,65 @@ def grpc_frame(message: bytes) -> bytes:
     return struct.pack(">BI", 0, len(message)) + message
 
 
+def first_value(prediction, output: str) -> float:
+    """The first value of a REST prediction row (a list, or an object of outputs)."""
+    value = prediction[output] if isinstance(prediction, dict) else prediction
+    while isinstance(value, list):
+        value = value[0]
+    return float(value)
+
+
 # ---------------------------------------------------------------- in-process limit (child process)
 
-def inprocess(model_dir: str, rows_path: str, duration: float, warmup: float) -> dict:
+def inprocess(spec_path: str, duration: float, warmup: float) -> dict:
+    """The signature called directly: through tf.saved_model.load (public, as the naive endpoint
+    does) and through tfxline's session callable."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import tensorflow as tf
 
-    signature = tf.saved_model.load(model_dir).signatures[SIGNATURE]
-    specs = signature.structured_input_signature[1]
-    rows = json.loads(Path(rows_path).read_text())
+    from serving.saved_model import load_saved_model
 
-    def tensors(batch):
-        return {name: tf.constant([r[name] for r in batch], dtype=spec.dtype) for name, spec in specs.items()}
+    spec = json.loads(Path(spec_path).read_text())
+    workload = Workload(spec["key"], "", spec["signature"], Path(spec["model_dir"]), spec["instances"], spec["output"])
+    dtypes = input_dtypes(workload)
+    instances = workload.instances
+    signature = tf.saved_model.load(str(workload.model_dir)).signatures[workload.signature]
+    servable = load_saved_model(workload.key, 1, str(workload.model_dir))
 
-    reference = signature(**tensors(rows))["scores"].numpy().reshape(-1).tolist()
-    singles = [tensors([row]) for row in rows]
-    batches = [tensors([rows[(start + j) % len(rows)] for j in range(32)]) for start in range(0, len(rows), 32)]
+    def eager(batch):
+        return {alias: tf.constant(value) for alias, value in columns(batch, dtypes).items()}
 
-    def run(inputs, seconds):
+    reference = signature(**eager(instances))[workload.output].numpy()
+    reference = reference.reshape(len(instances), -1)[:, 0].tolist()
+    batches = [[instances[(start + j) % len(instances)] for j in range(32)] for start in range(0, len(instances), 32)]
+
+    def run(call, inputs, seconds):
         latencies, index = [], 0
         end = time.perf_counter() + seconds
         while True:
             began = time.perf_counter()
             if began >= end:
                 break
-            signature(**inputs[index % len(inputs)])
+            call(inputs[index % len(inputs)])
             latencies.append(time.perf_counter() - began)
             index += 1
         return latencies
 
-    run(singles, warmup)
-    single = run(singles, duration)
-    run(batches, warmup)
-    batched = run(batches, duration)
-    return {"reference": reference,
-            "single_per_s": len(single) / sum(single),
-            "single_p50_ms": percentile(single, 50) * 1e3, "single_p99_ms": percentile(single, 99) * 1e3,
-            "batch32_examples_per_s": 32 * len(batched) / sum(batched),
-            "batch32_p50_ms": percentile(batched, 50) * 1e3}
+    measured = {"reference": reference}
+    for name, call, prepare in (
+            ("eager", lambda inputs: signature(**inputs), eager),
+            ("session", lambda inputs: servable.run(workload.signature, inputs), lambda b: columns(b, dtypes))):
+        singles = [prepare([instance]) for instance in instances]
+        batched = [prepare(batch) for batch in batches]
+        run(call, singles, warmup)
+        single = run(call, singles, duration / 2)
+        run(call, batched, warmup / 2)
+        batch = run(call, batched, duration / 2)
+        measured[name] = {"single_per_s": len(single) / sum(single), "single_p50_ms": percentile(single, 50) * 1e3,
+                          "single_p99_ms": percentile(single, 99) * 1e3,
+                          "batch32_examples_per_s": 32 * len(batch) / sum(batch),
+                          "batch32_p50_ms": percentile(batch, 50) * 1e3}
+    return measured
 
 
 def percentile(values, q):
@@ -353,26 +449,25 @@ def percentile(values, q):
 
 # ---------------------------------------------------------------- correctness checks
 
-def check_rest(rest_port: int, rows: list, reference: list) -> dict:
-    url = f"http://127.0.0.1:{rest_port}/v1/models/{MODEL_NAME}:predict"
+def check_rest(rest_port: int, workload: Workload, reference: list) -> dict:
+    url = f"http://127.0.0.1:{rest_port}/v1/models/{workload.key}:predict"
     worst, wrong, errors = 0.0, 0, []
-    for row, expected in zip(rows, reference):
-        request = urllib.request.Request(url, data=rest_body(row).encode(), method="POST",
+    for instance, expected in zip(workload.instances, reference):
+        request = urllib.request.Request(url, data=rest_body(workload, instance).encode(), method="POST",
                                          headers={"Content-Type": "application/json"})
         try:
             with urllib.request.urlopen(request, timeout=10) as response:
-                got = json.loads(response.read())["predictions"][0]
-            got = got[0] if isinstance(got, list) else got
-            diff = abs(float(got) - expected)
+                got = first_value(json.loads(response.read())["predictions"][0], workload.output)
+            diff = abs(got - expected)
             worst = max(worst, diff)
             wrong += diff > SCORE_TOLERANCE
         except Exception as error:  # noqa: BLE001 - recorded, reported
             body = error.read()[:200] if isinstance(error, urllib.error.HTTPError) else b""
             errors.append(f"{error} {body!r}")
-    return {"rows": len(rows), "wrong": wrong, "errors": errors, "max_diff": worst}
+    return {"rows": len(reference), "wrong": wrong, "errors": errors, "max_diff": worst}
 
 
-def check_grpc(grpc_port: int, requests: list, reference: list) -> dict:
+def check_grpc(grpc_port: int, workload: Workload, requests: list, reference: list) -> dict:
     import grpc
     from tensorflow_serving.apis import prediction_service_pb2_grpc
 
@@ -382,7 +477,7 @@ def check_grpc(grpc_port: int, requests: list, reference: list) -> dict:
         for request, expected in zip(requests, reference):
             try:
                 response = stub.Predict(request, timeout=10)
-                got = response.outputs["scores"].float_val[0]
+                got = response.outputs[workload.output].float_val[0]
                 diff = abs(got - expected)
                 worst = max(worst, diff)
                 wrong += diff > SCORE_TOLERANCE
@@ -391,9 +486,9 @@ def check_grpc(grpc_port: int, requests: list, reference: list) -> dict:
     return {"rows": len(requests), "wrong": wrong, "errors": errors, "max_diff": worst}
 
 
-def check_grpc_body(grpc_port: int, body_path: Path, expected: float) -> int:
+def check_grpc_body(grpc_port: int, body_path: Path, output: str, expected: float) -> int:
     """Sends h2load's exact body with nghttp; returns the byte size of a good response's DATA.
-    Raises when grpc-status is not 0 or the score is wrong."""
+    Raises when grpc-status is not 0 or the answer is wrong."""
     from tensorflow_serving.apis import predict_pb2
 
     url = f"http://127.0.0.1:{grpc_port}{GRPC_PATH}"
@@ -408,16 +503,16 @@ def check_grpc_body(grpc_port: int, body_path: Path, expected: float) -> int:
     flag, length = struct.unpack(">BI", data[:5])
     if flag != 0 or length != len(data) - 5:
         raise RuntimeError(f"unexpected gRPC response framing: flag {flag}, length {length}, {len(data)} bytes")
-    score = predict_pb2.PredictResponse.FromString(data[5:]).outputs["scores"].float_val[0]
-    if abs(score - expected) > SCORE_TOLERANCE:
-        raise RuntimeError(f"h2load's gRPC body scored {score}, in-process {expected}")
+    got = predict_pb2.PredictResponse.FromString(data[5:]).outputs[output].float_val[0]
+    if abs(got - expected) > SCORE_TOLERANCE:
+        raise RuntimeError(f"h2load's gRPC body got {got}, in-process {expected}")
     return len(data)
 
 
 # ---------------------------------------------------------------- load generators
 
-def run_wrk(rest_port, bodies_path, concurrency, seconds, cpu) -> dict:
-    url = f"http://127.0.0.1:{rest_port}/v1/models/{MODEL_NAME}:predict"
+def run_wrk(rest_port, model_name, bodies_path, concurrency, seconds, cpu) -> dict:
+    url = f"http://127.0.0.1:{rest_port}/v1/models/{model_name}:predict"
     command = pinned(["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "--timeout", "10s", "--latency",
                       "-s", str(LUA), url, "--", str(bodies_path)], cpu)
     out = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60)
@@ -479,8 +574,9 @@ def run_h2load(grpc_port, body_path, concurrency, seconds, cpu, work: Path, resp
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model_base_path", default=str(ROOT / "tfxline_output" / "serving" / MODEL_NAME),
-                        help="TF Serving base path; its newest version is benchmarked")
+    parser.add_argument("--model_base_path", default=str(ROOT / "tfxline_output" / "serving" / "taxi"),
+                        help="TF Serving base path of the taxi model; its newest version is benchmarked")
+    parser.add_argument("--models", default="taxi,half_plus_two,tf2_module", help="which models, in this order")
     parser.add_argument("--duration", type=int, default=10, help="seconds per measurement")
     parser.add_argument("--warmup", type=int, default=3, help="seconds of warm-up before each measurement")
     parser.add_argument("--concurrency", default="1,8,32")
@@ -500,11 +596,11 @@ def main(argv=None) -> int:
     parser.add_argument("--retries", type=int, default=2,
                         help="times a point is measured again when other processes used the CPUs meanwhile")
     parser.add_argument("--no-report", action="store_true", help="print only; leave BENCHMARKS.md alone")
-    parser.add_argument("--_inprocess", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--_inprocess", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args._inprocess:
-        model_dir, rows_path, duration, warmup = args._inprocess
-        print(json.dumps(inprocess(model_dir, rows_path, float(duration), float(warmup))))
+        spec_path, duration, warmup = args._inprocess
+        print(json.dumps(inprocess(spec_path, float(duration), float(warmup))))
         return 0
 
     tools = require_tools()
@@ -528,145 +624,186 @@ def main(argv=None) -> int:
     atexit.register(shutil.rmtree, work, True)
     logs = Path(tempfile.mkdtemp(prefix="tfxline-serving-bench-logs-"))  # kept: the servers' own logs
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
-
-    # A private copy of the newest version: a push during the run cannot change the model.
-    source = newest_version(Path(args.model_base_path).resolve())
-    base = work / "models" / MODEL_NAME
-    shutil.copytree(source, base / source.name)
-    model_dir = base / source.name
-    features = json.loads((model_dir / "assets.extra" / "raw_features.json").read_text())
-    rows = request_rows(features, args.rows)
-    (work / "rows.json").write_text(json.dumps(rows))
-    bodies = work / "bodies.jsonl"
-    bodies.write_text("".join(rest_body(row) + "\n" for row in rows))
-    results, checks, notes = [], {}, []
-    print(f"model {source} ({len(features)} raw features), {len(rows)} request rows from the taxi CSV; "
-          f"server CPU {server_cpu}, load generator CPU {load_cpu}", flush=True)
-
+    chosen = workloads(args.models.split(","), Path(args.model_base_path), work, args.rows)
+    monitoring = work / "monitoring.config"
+    monitoring.write_text(f'prometheus_config {{ enable: true, path: "{METRICS_PATH}" }}\n')
+    results, limits, checks, notes = [], {}, {}, []
+    print(f"models {', '.join(w.key for w in chosen)}; server CPU {server_cpu}, load generator CPU {load_cpu}",
+          flush=True)
     quiet = wait_for_quiet(args.quiet_wait)
     if quiet >= BUSY_CORES:
         notes.append(f"the machine was not idle at the start ({quiet:.2f} cores busy with other processes)")
-    print("in-process limit ...", flush=True)
-    limit = None
-    for attempt in range(args.retries + 1):
-        if attempt:
-            print(f"  other processes used {limit['other_cores']:.2f} cores meanwhile; measuring again", flush=True)
-            wait_for_quiet(args.quiet_wait / 3)
-        with CpuWatch() as cpu:
-            out = subprocess.run(pinned([python, __file__, "--_inprocess", str(model_dir), str(work / "rows.json"),
-                                         str(args.duration), str(args.warmup)], server_cpu), capture_output=True,
-                                 text=True, env=env, timeout=10 * (args.duration + args.warmup) + 120)
-        if out.returncode != 0:
-            raise RuntimeError(f"in-process measurement failed:\n{out.stderr[-3000:]}")
-        measured = json.loads(out.stdout.strip().splitlines()[-1])
-        measured["other_cores"] = cpu.other_cores
-        if limit is None or measured["other_cores"] < limit["other_cores"]:
-            limit = measured
-        if limit["other_cores"] < BUSY_CORES:
-            break
-    reference = limit["reference"]
-    print(f"  single calls {limit['single_per_s']:,.0f}/s (p50 {limit['single_p50_ms']:.2f} ms), "
-          f"batches of 32 {limit['batch32_examples_per_s']:,.0f} examples/s; others {limit['other_cores']:.2f}",
-          flush=True)
 
-    def measure(server, label, protocol, batching, rest_port, grpc_port=None, grpc_body=None, response_bytes=None):
-        for concurrency in levels:
-            best = None
-            for attempt in range(args.retries + 1):
-                if attempt:
-                    print(f"  {label} {protocol} c={concurrency}: other processes used {best['other_cores']:.2f} "
-                          f"cores during the measurement; measuring again", flush=True)
-                    wait_for_quiet(args.quiet_wait / 3)
-                if protocol == "REST":
-                    run_wrk(rest_port, bodies, concurrency, args.warmup, load_cpu)
-                    with CpuWatch(server.pid) as cpu:
-                        result = run_wrk(rest_port, bodies, concurrency, args.duration, load_cpu)
-                else:
-                    run_h2load(grpc_port, grpc_body, concurrency, args.warmup, load_cpu, work)
-                    with CpuWatch(server.pid) as cpu:
-                        result = run_h2load(grpc_port, grpc_body, concurrency, args.duration, load_cpu, work,
-                                            response_bytes)
-                result.update(server_cores=cpu.server_cores, load_cores=cpu.load_cores, other_cores=cpu.other_cores)
-                if best is None or result["other_cores"] < best["other_cores"]:
-                    best = result
-                if best["other_cores"] < BUSY_CORES:
-                    break
-            result = best
-            result.update(server=label, protocol=protocol, batching=batching, concurrency=concurrency)
-            results.append(result)
-            print(f"  {label:<8} {protocol:<4} batching {batching:<3} c={concurrency:<3} {result['rps']:>9,.0f} req/s  "
-                  f"p50 {result['p50_ms']:7.2f} ms  p99 {result['p99_ms']:7.2f} ms  errors {result['errors']}  "
-                  f"CPU server {result['server_cores']:.2f} load {result['load_cores']:.2f} others {result['other_cores']:.2f}"
-                  + (f"  ({result['first_error']})" if result["errors"] else ""), flush=True)
+    def quietest(run, label):
+        """Runs `run` (returning a dict) up to 1 + retries times; keeps the quietest attempt."""
+        best = None
+        for attempt in range(args.retries + 1):
+            if attempt:
+                print(f"  {label}: other processes used {best['other_cores']:.2f} cores meanwhile; measuring again",
+                      flush=True)
+                wait_for_quiet(args.quiet_wait / 3)
+            result = run()
+            if best is None or result["other_cores"] < best["other_cores"]:
+                best = result
+            if best["other_cores"] < BUSY_CORES:
+                break
+        return best
 
-    # 1. The naive endpoint.
-    if "naive" in servers:
-        naive_port = free_port(8502)
-        log = logs / "naive.log"
-        print("naive FastAPI endpoint ...", flush=True)
-        server = children.start(pinned([python, str(ROOT / "benchmarks" / "naive_fastapi_server.py"), "--model_dir",
-                                        str(model_dir), "--port", str(naive_port)], server_cpu), log, env)
-        load_s = wait_ready(server, naive_port, log, args.server_timeout)
-        checks["naive REST"] = check_rest(naive_port, rows, reference)
-        print(f"  ready in {load_s:.1f} s; answers {describe(checks['naive REST'])}", flush=True)
-        measure(server, "naive", "REST", "-", naive_port)
-        children.stop(server)
+    for workload in chosen:
+        print(f"{workload.title}: {len(workload.instances)} request rows", flush=True)
+        dtypes = input_dtypes(workload)
+        spec = work / f"{workload.key}.json"
+        spec.write_text(json.dumps({"key": workload.key, "signature": workload.signature,
+                                    "model_dir": str(workload.model_dir), "instances": workload.instances,
+                                    "output": workload.output}))
+        bodies = work / f"{workload.key}.jsonl"
+        bodies.write_text("".join(rest_body(workload, instance) + "\n" for instance in workload.instances))
 
-    # 2. tfxline's server, batching off and on.
-    if servers & {"off", "on", "workers"}:
-        grpc_request_rows = [grpc_request(row, features) for row in rows]
-        grpc_body = work / "predict_request.grpc"
-        grpc_body.write_bytes(grpc_frame(grpc_request_rows[0].SerializeToString()))
-        batching_flags = ["--enable_batching", "--batching_parameters_file", args.batching_parameters_file]
-        configurations = [("off", [], 1, server_cpu), ("on", batching_flags, 1, server_cpu)]
-        if args.workers > 1:  # tfxline's --workers: one process per core, so the server gets every core
-            configurations.append(("workers", batching_flags + ["--workers", str(args.workers)], args.workers, None))
-        for key, flags, workers, cpu in configurations:
-            if key not in servers:
-                continue
-            tag = "off" if key == "off" else "on" if workers == 1 else f"on, {workers} workers"
-            grpc_port, rest_port = free_port(8500), free_port(8501)
-            if (grpc_port, rest_port) != (8500, 8501):
-                notes.append(f"ports 8500/8501 were busy; tfxline serve used {grpc_port}/{rest_port}")
-            # One TensorFlow thread per server process: each process has one core to itself.
-            command = [tfxline, "serve", "--port", str(grpc_port), "--rest_api_port", str(rest_port),
-                       "--model_name", MODEL_NAME, "--model_base_path", str(base),
-                       "--tensorflow_intra_op_parallelism", "1", "--tensorflow_inter_op_parallelism", "1"] + flags
-            log = logs / f"tfxline-{key}.log"
-            print(f"tfxline serve, batching {tag} ...", flush=True)
-            server = children.start(pinned(command, cpu), log, env)
-            try:
-                load_s = wait_ready(server, rest_port, log, args.server_timeout, ports=(grpc_port, rest_port))
-                checks[f"tfxline REST, batching {tag}"] = check_rest(rest_port, rows, reference)
-                checks[f"tfxline gRPC, batching {tag}"] = check_grpc(grpc_port, grpc_request_rows, reference)
-                response_bytes = check_grpc_body(grpc_port, grpc_body, reference[0])
-                print(f"  ready in {load_s:.1f} s; REST {describe(checks[f'tfxline REST, batching {tag}'])}; "
-                      f"gRPC {describe(checks[f'tfxline gRPC, batching {tag}'])}; h2load's body: grpc-status 0, "
-                      f"{response_bytes}-byte response, right score", flush=True)
-                measure(server, "tfxline", "REST", tag, rest_port)
-                measure(server, "tfxline", "gRPC", tag, None, grpc_port, grpc_body, response_bytes)
-                # After the load: still up and still right?
-                after = check_rest(rest_port, rows[:8], reference[:8])
-                if after["wrong"] or after["errors"] or server.poll() is not None:
-                    notes.append(f"tfxline (batching {tag}) after load: {describe(after)}")
-            finally:
-                children.stop(server)
-                problems = log_problems(log)
-                if problems:
-                    text = log.read_text(errors="replace")
-                    why = (" (a Predict that the client cancels - h2load closes its connections with calls in flight "
-                           "at the end of each run - raises CancelledError, which `except Exception` in "
-                           "serving/grpc_api.py `_call` does not catch, so its `finally` hits the unassigned `code`: "
-                           "the call is not counted in the metrics)"
-                           if "CancelledError" in text and "UnboundLocalError" in text else "")
-                    notes.append(f"tfxline serve (batching {tag}) logged errors ({log}): " + "; ".join(problems) + why)
+        def in_process():
+            with CpuWatch() as cpu:
+                out = subprocess.run(pinned([python, __file__, "--_inprocess", str(spec), str(args.duration),
+                                             str(args.warmup)], server_cpu), capture_output=True, text=True, env=env,
+                                     timeout=20 * (args.duration + args.warmup) + 180)
+            if out.returncode != 0:
+                raise RuntimeError(f"in-process measurement failed:\n{out.stderr[-3000:]}")
+            return {**json.loads(out.stdout.strip().splitlines()[-1]), "other_cores": cpu.other_cores}
+
+        limit = limits[workload.key] = quietest(in_process, f"{workload.key} in process")
+        reference = limit["reference"]
+        print("  in process: " + "; ".join(
+            f"{name} single calls {limit[name]['single_per_s']:,.0f}/s, batches of 32 "
+            f"{limit[name]['batch32_examples_per_s']:,.0f} examples/s" for name in ("eager", "session")), flush=True)
+
+        def measure(server, label, protocol, batching, rest_port, grpc_port=None, grpc_body=None, response_bytes=None,
+                    metrics_port=None):
+            for concurrency in levels:
+                def once():
+                    before = batch_totals(metrics_port) if metrics_port else (0.0, 0.0)
+                    if protocol == "REST":
+                        run_wrk(rest_port, workload.key, bodies, concurrency, args.warmup, load_cpu)
+                        with CpuWatch(server.pid) as cpu:
+                            result = run_wrk(rest_port, workload.key, bodies, concurrency, args.duration, load_cpu)
+                    else:
+                        run_h2load(grpc_port, grpc_body, concurrency, args.warmup, load_cpu, work)
+                        with CpuWatch(server.pid) as cpu:
+                            result = run_h2load(grpc_port, grpc_body, concurrency, args.duration, load_cpu, work,
+                                                response_bytes)
+                    # Examples per model call over the warm-up and the measurement.
+                    after = batch_totals(metrics_port) if metrics_port else (0.0, 0.0)
+                    batches = after[1] - before[1]
+                    return {**result, "server_cores": cpu.server_cores, "load_cores": cpu.load_cores,
+                            "other_cores": cpu.other_cores,
+                            "batch_mean": (after[0] - before[0]) / batches if batches else None}
+
+                result = quietest(once, f"{workload.key} {label} {protocol} c={concurrency}")
+                result.update(model=workload.key, server=label, protocol=protocol, batching=batching,
+                              concurrency=concurrency)
+                results.append(result)
+                print(f"  {label:<8} {protocol:<4} batching {batching:<14} c={concurrency:<3} {result['rps']:>9,.0f} "
+                      f"req/s  p50 {result['p50_ms']:7.2f} ms  p99 {result['p99_ms']:7.2f} ms  errors "
+                      f"{result['errors']}  CPU server {result['server_cores']:.2f} others {result['other_cores']:.2f}"
+                      + (f"  ({result['first_error']})" if result["errors"] else ""), flush=True)
+
+        if "naive" in servers:
+            naive_port = free_port(8502)
+            log = logs / f"naive-{workload.key}.log"
+            server = children.start(pinned([python, str(ROOT / "benchmarks" / "naive_fastapi_server.py"),
+                                            "--model_dir", str(workload.model_dir), "--port", str(naive_port),
+                                            "--model_name", workload.key, "--signature", workload.signature],
+                                           server_cpu), log, env)
+            load_s = wait_ready(server, naive_port, workload.key, log, args.server_timeout)
+            checks[f"{workload.key}: naive REST"] = check_rest(naive_port, workload, reference)
+            print(f"  naive endpoint ready in {load_s:.1f} s; answers {describe(checks[f'{workload.key}: naive REST'])}",
+                  flush=True)
+            measure(server, "naive", "REST", "-", naive_port)
+            children.stop(server)
+
+        if servers & {"off", "on", "workers"}:
+            grpc_requests = [grpc_request(workload, instance, dtypes) for instance in workload.instances]
+            grpc_body = work / f"{workload.key}.grpc"
+            grpc_body.write_bytes(grpc_frame(grpc_requests[0].SerializeToString()))
+            batching_flags = ["--enable_batching", "--batching_parameters_file", args.batching_parameters_file]
+            configurations = [("off", [], 1, server_cpu), ("on", batching_flags, 1, server_cpu)]
+            if args.workers > 1:
+                configurations.append(("workers", batching_flags + ["--workers", str(args.workers)], args.workers,
+                                       None))
+            for key, flags, workers, cpu in configurations:
+                if key not in servers:
+                    continue
+                tag = "off" if key == "off" else "on" if workers == 1 else f"on, {workers} workers"
+                grpc_port, rest_port = free_port(8500), free_port(8501)
+                command = [tfxline, "serve", "--port", str(grpc_port), "--rest_api_port", str(rest_port),
+                           "--model_name", workload.key, "--model_base_path", str(workload.base),
+                           "--tensorflow_intra_op_parallelism", "1", "--tensorflow_inter_op_parallelism", "1",
+                           "--monitoring_config_file", str(monitoring)] + flags
+                log = logs / f"tfxline-{workload.key}-{key}.log"
+                server = children.start(pinned(command, cpu), log, env)
+                try:
+                    load_s = wait_ready(server, rest_port, workload.key, log, args.server_timeout,
+                                        ports=(grpc_port, rest_port))
+                    name = f"{workload.key}: tfxline, batching {tag}"
+                    checks[f"{name}, REST"] = check_rest(rest_port, workload, reference)
+                    checks[f"{name}, gRPC"] = check_grpc(grpc_port, workload, grpc_requests, reference)
+                    response_bytes = check_grpc_body(grpc_port, grpc_body, workload.output, reference[0])
+                    print(f"  tfxline batching {tag} ready in {load_s:.1f} s; REST {describe(checks[f'{name}, REST'])}; "
+                          f"gRPC {describe(checks[f'{name}, gRPC'])}; h2load's body: grpc-status 0", flush=True)
+                    # With workers, a scrape reaches one process and adds up the others' last published
+                    # metrics: the batch means are those of the whole server, a second or so behind.
+                    measure(server, "tfxline", "REST", tag, rest_port, metrics_port=rest_port)
+                    measure(server, "tfxline", "gRPC", tag, None, grpc_port, grpc_body, response_bytes,
+                            metrics_port=rest_port)
+                    after = check_rest(rest_port, dataclasses.replace(workload, instances=workload.instances[:8]),
+                                       reference[:8])
+                    if after["wrong"] or after["errors"] or server.poll() is not None:
+                        notes.append(f"{workload.key}, tfxline (batching {tag}) after load: {describe(after)}")
+                finally:
+                    children.stop(server)
+                    problems = log_problems(log)
+                    if problems:
+                        notes.append(f"{workload.key}, tfxline serve (batching {tag}) logged errors ({log}): "
+                                     + "; ".join(problems))
+
+    empty = None
+    if servers & {"on"} and chosen:
+        print("the gRPC layer alone: grpc.aio with a handler that does nothing ...", flush=True)
+        port = free_port(8600)
+        server = children.start(pinned([python, str(EMPTY_GRPC), "--port", str(port)], server_cpu),
+                                logs / "empty-grpc.log", env)
+        try:
+            body = work / f"{chosen[0].key}.grpc"
+            deadline = time.monotonic() + 120
+            while port not in listening_ports(server.pid) and time.monotonic() < deadline:
+                time.sleep(0.5)
+            size = check_empty_grpc(port, body)
+
+            def once():
+                run_h2load(port, body, max(levels), args.warmup, load_cpu, work)
+                with CpuWatch(server.pid) as cpu:
+                    result = run_h2load(port, body, max(levels), args.duration, load_cpu, work, size)
+                return {**result, "server_cores": cpu.server_cores, "other_cores": cpu.other_cores}
+
+            empty = quietest(once, "empty gRPC handler")
+            print(f"  {empty['rps']:,.0f} calls/s at c={max(levels)}, server CPU {empty['server_cores']:.2f}", flush=True)
+        finally:
+            children.stop(server)
 
     print(f"server logs: {logs}", flush=True)
-    text = report(results, limit, checks, notes, source, tools, server_cpu, load_cpu, args, levels, revision)
+    text = report(results, limits, checks, notes, empty, chosen, tools, server_cpu, load_cpu, args, levels, revision)
     print("\n" + text)
     if not args.no_report:
         write_section(ROOT / "BENCHMARKS.md", "serving", "Serving: tfxline's model server vs a naive FastAPI endpoint", text)
     return 0
+
+
+def check_empty_grpc(port: int, body_path: Path) -> int:
+    """The empty handler's answer to h2load's body: grpc-status 0; returns its DATA size."""
+    url = f"http://127.0.0.1:{port}{GRPC_PATH}"
+    command = ["nghttp", "-d", str(body_path)] + [arg for h in GRPC_HEADERS for arg in ("-H", h)] + [url]
+    text = subprocess.run(command[:1] + ["-v"] + command[1:], capture_output=True, timeout=30).stdout.decode(
+        errors="replace")
+    if re.findall(r"grpc-status: (\d+)", text) != ["0"]:
+        raise RuntimeError(f"the empty gRPC handler did not answer grpc-status 0:\n{text[-1500:]}")
+    return len(subprocess.run(command, capture_output=True, timeout=30).stdout)
 
 
 def server_revision() -> str:
@@ -690,70 +827,126 @@ def describe(check: dict) -> str:
     return f"all {check['rows']} rows right (max |diff| {check['max_diff']:.1g})"
 
 
-def report(results, limit, checks, notes, source, tools, server_cpu, load_cpu, args, levels, revision) -> str:
-    naive = {r["concurrency"]: r for r in results if r["server"] == "naive"}
+def batch_totals(rest_port: int) -> tuple:
+    """(examples, batches) the server has run so far, from its :tfxline:serving:batch_size metric."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{rest_port}{METRICS_PATH}", timeout=10) as response:
+            text = response.read().decode()
+    except (urllib.error.URLError, OSError):
+        return 0.0, 0.0
+    total = sum(float(v) for v in re.findall(r"^:tfxline:serving:batch_size_sum\{[^}]*\} (\S+)$", text, re.M))
+    count = sum(float(v) for v in re.findall(r"^:tfxline:serving:batch_size_count\{[^}]*\} (\S+)$", text, re.M))
+    return total, count
+
+
+def cpu_us(result: dict) -> float:
+    """Server CPU time per answered request, in microseconds."""
+    return result["server_cores"] / result["rps"] * 1e6 if result["rps"] else float("nan")
+
+
+def report(results, limits, checks, notes, empty, chosen, tools, server_cpu, load_cpu, args, levels, revision) -> str:
+    high = max(levels)
     lines = [
-        f"Code: {revision}. Machine: {os.cpu_count()} cores (shared), load average {os.getloadavg()[0]:.2f} at the end; model: taxi "
-        f"version {source.name}, `{SIGNATURE}` signature, one example per request ({args.rows} distinct rows of the "
-        f"taxi CSV over REST; one fixed row over gRPC). Each point: {args.warmup} s warm-up, then {args.duration} s. "
-        + (f"Server pinned to CPU {server_cpu}, load generator to CPU {load_cpu} (`taskset`); the in-process "
-           f"limit is pinned like the server" + ("; the server with several workers runs on every core (its "
-                                                  "point: one process per core), the load generator still on CPU "
-                                                  f"{load_cpu}." if any("workers" in r["batching"] for r in results)
-                                                  else ".")
-           if server_cpu is not None else "No CPU pinning.")
-        + " *server CPU*: cores the server's processes used during the measurement; *other load*: cores used "
-          f"by other processes on this shared machine at the same time (0 on an idle machine; a point where it "
-          f"exceeded {BUSY_CORES} was measured again, up to {args.retries} times, keeping the quietest attempt).",
-        "",
-        "| server | protocol | batching | concurrency | req/s | x naive | p50 | p99 | errors | server CPU | other load |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"Code: {revision}. Machine: {os.cpu_count()} cores (shared), load average {os.getloadavg()[0]:.2f} at the end. "
+        "One example per request: REST rotates through "
+        f"{args.rows} distinct rows, gRPC sends one fixed row. Each point: {args.warmup} s warm-up, then "
+        f"{args.duration} s. "
+        + (f"Server pinned to CPU {server_cpu}, load generator to CPU {load_cpu} (`taskset`); the in-process limit is "
+           "pinned like the server; a server with several workers runs on every core (its point: one process per core), "
+           f"the load generator still on CPU {load_cpu}." if server_cpu is not None else "No CPU pinning.")
+        + " *server CPU*: cores the server's processes used during the measurement, and per request; *other load*: "
+          "cores used by other processes on this shared machine at the same time (0 on an idle machine; a point where "
+          f"it exceeded {BUSY_CORES} was measured again, up to {args.retries} times, keeping the quietest attempt).",
     ]
-    for r in results:
-        base = naive.get(r["concurrency"])
-        ratio = f"{r['rps'] / base['rps']:.1f}x" if base and r["server"] != "naive" else ""
-        lines.append(f"| {r['server']} | {r['protocol']} | {r['batching']} | {r['concurrency']} | {r['rps']:,.0f} | "
-                     f"{ratio} | {r['p50_ms']:.2f} ms | {r['p99_ms']:.2f} ms | {r['errors']} | {r['server_cores']:.2f} | "
-                     f"{r['other_cores']:.2f} |")
-    lines += [
-        f"| model in process | - | - | 1 | {limit['single_per_s']:,.0f} calls/s | | {limit['single_p50_ms']:.2f} ms | "
-        f"{limit['single_p99_ms']:.2f} ms | | 1.00 | {limit['other_cores']:.2f} |",
-        f"| model in process | - | batches of 32 | 1 | {limit['batch32_examples_per_s']:,.0f} examples/s | | "
-        f"{limit['batch32_p50_ms']:.2f} ms / batch | | | 1.00 | {limit['other_cores']:.2f} |",
-        "",
-        f"Targets (issue 3): at concurrency {max(levels)}, at least {TARGET_SPEEDUP:.0f}x the naive endpoint's "
-        f"throughput with p99 under {TARGET_P99_MS:.0f} ms; at concurrency {min(levels)}, p99 no worse than the "
-        f"naive endpoint's. The naive endpoint is the one measured above in this run"
-        + (f" ({naive[max(levels)]['rps']:,.0f} req/s at c={max(levels)}, p99 {naive[min(levels)]['p99_ms']:.2f} ms "
-           f"at c={min(levels)}; the issue recorded 411 req/s and 7 ms on an unpinned, busier machine)."
-           if max(levels) in naive and min(levels) in naive else "."),
-        "",
-        "| tfxline | throughput at c=%d (>= %.0fx naive) | p99 at c=%d (< %.0f ms) | p99 at c=%d (<= naive's) |"
-        % (max(levels), TARGET_SPEEDUP, max(levels), TARGET_P99_MS, min(levels)),
-        "|---|---|---|---|",
-    ]
-    tags = list(dict.fromkeys(r["batching"] for r in results if r["server"] == "tfxline"))
-    for protocol in ("REST", "gRPC"):
-        for batching in tags:
-            rows = {r["concurrency"]: r for r in results
-                    if r["server"] == "tfxline" and r["protocol"] == protocol and r["batching"] == batching}
-            if not rows or max(levels) not in naive or max(levels) not in rows:
+    for workload in chosen:
+        naive = {r["concurrency"]: r for r in results if r["model"] == workload.key and r["server"] == "naive"}
+        lines += ["", f"### {workload.title}, `{workload.signature}`", "",
+                  "| server | protocol | batching | concurrency | req/s | x naive | p50 | p99 | errors | server CPU | "
+                  "CPU per request | examples per model call | other load |",
+                  "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in (r for r in results if r["model"] == workload.key):
+            base = naive.get(r["concurrency"])
+            ratio = f"{r['rps'] / base['rps']:.1f}x" if base and base["rps"] and r["server"] != "naive" else ""
+            lines.append(f"| {r['server']} | {r['protocol']} | {r['batching']} | {r['concurrency']} | {r['rps']:,.0f} | "
+                         f"{ratio} | {r['p50_ms']:.2f} ms | {r['p99_ms']:.2f} ms | {r['errors']} | "
+                         f"{r['server_cores']:.2f} | {cpu_us(r):,.0f} us | "
+                         f"{'' if r.get('batch_mean') is None else format(r['batch_mean'], '.1f')} | "
+                         f"{r['other_cores']:.2f} |")
+        limit = limits.get(workload.key)
+        if limit:
+            for name, what in (("eager", "tf.saved_model.load signature"), ("session", "tfxline's session callable")):
+                lines += [
+                    f"| model in process, {what} | - | - | 1 | {limit[name]['single_per_s']:,.0f} calls/s | | "
+                    f"{limit[name]['single_p50_ms']:.3f} ms | {limit[name]['single_p99_ms']:.3f} ms | | 1.00 | | 1 | "
+                    f"{limit['other_cores']:.2f} |",
+                    f"| model in process, {what} | - | batches of 32 | 1 | "
+                    f"{limit[name]['batch32_examples_per_s']:,.0f} examples/s | | {limit[name]['batch32_p50_ms']:.3f} ms "
+                    f"/ batch | | | 1.00 | | 32 | {limit['other_cores']:.2f} |"]
+
+    lines += ["", f"Targets (issue 13), at concurrency {high}: REST at least {TARGET_SPEEDUP:.0f}x the naive endpoint's "
+                  f"throughput with p99 under {TARGET_P99_MS:.0f} ms; gRPC at least {TARGET_GRPC_SPEEDUP:.0f}x. The naive "
+                  "endpoint is the one measured above in this run, on the same model.", "",
+              f"| model | tfxline | REST x naive (>= {TARGET_SPEEDUP:.0f}x) | REST p99 (< {TARGET_P99_MS:.0f} ms) | "
+              f"gRPC x naive (>= {TARGET_GRPC_SPEEDUP:.0f}x) |", "|---|---|---|---|---|"]
+    for workload in chosen:
+        naive = next((r for r in results if r["model"] == workload.key and r["server"] == "naive"
+                      and r["concurrency"] == high), None)
+        for tag in dict.fromkeys(r["batching"] for r in results if r["model"] == workload.key and r["server"] == "tfxline"):
+            point = {r["protocol"]: r for r in results if r["model"] == workload.key and r["server"] == "tfxline"
+                     and r["batching"] == tag and r["concurrency"] == high}
+            if naive is None or not naive["rps"] or not point:
                 continue
-            high, low = rows[max(levels)], rows.get(min(levels))
-            speedup = high["rps"] / naive[max(levels)]["rps"]
-            cells = [f"{protocol}, batching {batching}",
-                     f"{'met' if speedup >= TARGET_SPEEDUP else 'NOT met'}: {speedup:.1f}x",
-                     f"{'met' if high['p99_ms'] < TARGET_P99_MS else 'NOT met'}: {high['p99_ms']:.1f} ms"]
-            if low and min(levels) in naive:
-                naive_p99 = naive[min(levels)]["p99_ms"]
-                cells.append(f"{'met' if low['p99_ms'] <= naive_p99 else 'NOT met'}: {low['p99_ms']:.2f} vs "
-                             f"{naive_p99:.2f} ms")
+            cells = [workload.key, f"batching {tag}"]
+            if "REST" in point:
+                rest = point["REST"]
+                speedup = rest["rps"] / naive["rps"]
+                cells += [f"{'met' if speedup >= TARGET_SPEEDUP else 'NOT met'}: {speedup:.1f}x",
+                          f"{'met' if rest['p99_ms'] < TARGET_P99_MS else 'NOT met'}: {rest['p99_ms']:.1f} ms"]
+            else:
+                cells += ["", ""]
+            if "gRPC" in point:
+                speedup = point["gRPC"]["rps"] / naive["rps"]
+                cells.append(f"{'met' if speedup >= TARGET_GRPC_SPEEDUP else 'NOT met'}: {speedup:.1f}x")
             else:
                 cells.append("")
-            if high["errors"] or (low and low["errors"]):
-                cells[0] += " (with errors)"
+            if any(p["errors"] for p in point.values()):
+                cells[1] += " (with errors)"
             lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "Answers checked before the load, against the in-process scores (tolerance "
+
+    one = [r for r in results if r["server"] == "tfxline" and r["batching"] == "on" and r["concurrency"] == high]
+    if one and empty:
+        lines += ["", f"Where the time of a request goes (server CPU per answered request at c={high}, batching on, one "
+                      "process; the model's own time from the in-process rows):", "",
+                  "| model | REST | gRPC | gRPC layer alone (grpc.aio, empty handler) | model call, one example | "
+                  "model call, per example in batches of 32 |", "|---|---:|---:|---:|---:|---:|"]
+        for workload in chosen:
+            point = {r["protocol"]: r for r in one if r["model"] == workload.key}
+            limit = limits.get(workload.key)
+            if not point or not limit:
+                continue
+            session = limit["session"]
+            lines.append(f"| {workload.key} | {cpu_us(point['REST']):,.0f} us | {cpu_us(point['gRPC']):,.0f} us | "
+                         f"{cpu_us(empty):,.0f} us ({empty['rps']:,.0f} calls/s) | {1e6 / session['single_per_s']:,.0f} us | "
+                         f"{1e6 / session['batch32_examples_per_s']:,.1f} us |")
+        for workload in chosen:
+            point = {r["protocol"]: r for r in one if r["model"] == workload.key}
+            if set(point) != {"REST", "gRPC"}:
+                continue
+            rest, grpc_point = point["REST"], point["gRPC"]
+            lines += ["", f"{workload.key}: a gRPC request took {cpu_us(grpc_point):,.0f} us of server CPU, "
+                          f"{cpu_us(grpc_point) / cpu_us(rest):.1f}x a REST request ({cpu_us(rest):,.0f} us). The gRPC "
+                          f"layer alone (grpc.aio's Python and Cython per call, HTTP/2 in its C core, the request "
+                          f"parsed) takes {cpu_us(empty):,.0f} us; the {cpu_us(grpc_point) - cpu_us(empty):,.0f} us left "
+                          "are tfxline's own work on the request (TensorProtos to arrays, the checks, the response) "
+                          "and the model. The model calls ran "
+                          + (f"{grpc_point['batch_mean']:.1f} examples each over gRPC against "
+                             f"{rest['batch_mean']:.1f} over REST" if grpc_point.get("batch_mean") and
+                             rest.get("batch_mean") else "batched")
+                          + ": over gRPC the requests reach the batcher one at a time (inferred: grpc.aio runs "
+                            "each RPC as its own task, where a burst of REST requests is read in one pass of the "
+                            "event loop), so the model runs about once per request."]
+
+    lines += ["", "Answers checked before the load, against the in-process answers (tolerance "
               f"{SCORE_TOLERANCE:g}): " + "; ".join(f"{name}: {describe(check)}" for name, check in checks.items()) + "."]
     if any(r["batching"] == "on" for r in results):
         batching = " ".join(Path(args.batching_parameters_file).read_text().split())
@@ -762,9 +955,14 @@ def report(results, limit, checks, notes, source, tools, server_cpu, load_cpu, a
               f"`benchmarks/serving/predict.lua` checks every response for 200 and `predictions`); {tools['h2load']} "
               f"(gRPC: an HTTP/2 POST to `{GRPC_PATH}` of a length-prefixed PredictRequest, N connections with one "
               "stream each; h2load does not read grpc-status, so the body was first checked with the Python gRPC "
-              "client and `nghttp` (grpc-status 0, right score), and during the load whole PredictResponses are "
+              "client and `nghttp` (grpc-status 0, right answer), and during the load whole PredictResponses are "
               "counted from the DATA bytes received). Naive endpoint: `benchmarks/naive_fastapi_server.py`, "
               "FastAPI on uvicorn, 1 worker, plain `def` endpoint, access log off."]
+    others = [r["other_cores"] for r in results]
+    if others and max(others) >= BUSY_CORES:
+        notes.append(f"other processes used {min(others):.2f} to {max(others):.2f} cores during the points (of "
+                     f"{os.cpu_count()}): where they used over a core, the server had about half of its own; ratios "
+                     "between points measured under different loads say little. Re-run on an idle machine.")
     if notes:
         lines += ["", "Problems seen:", ""] + [f"- {note}" for note in notes]
     return "\n".join(lines)

@@ -180,7 +180,8 @@ def _check_batching(parameters: dict) -> None:
     if sizes:
         if sizes[0] < 1 or any(a >= b for a, b in zip(sizes, sizes[1:])):
             raise ValueError(f"allowed_batch_sizes must be positive and increasing, got {sizes}")
-        if sizes[-1] != parameters["max_batch_size"]:
+        # With splitting, batches are max_execution_batch_size at most (checked in serving/batching.py).
+        if sizes[-1] != parameters["max_batch_size"] and not parameters["enable_large_batch_splitting"]:
             raise ValueError(f"allowed_batch_sizes must end with max_batch_size "
                              f"({parameters['max_batch_size']}), got {sizes}")
 

@@ -3,7 +3,7 @@ runtime (no TensorFlow). It watches the edge directory, loads a new version only
 manifest's hashes check out, and keeps the old version serving when a new one is refused."""
 import logging
 import threading
-from typing import Dict
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 
@@ -29,15 +29,17 @@ class EdgeServable:
         signature = SignatureInfo(inputs, outputs)
         self.signatures = {DEFAULT_SIGNATURE: signature, model.manifest["signature"]: signature}
 
-    def run(self, signature_name: str, inputs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    def run(self, signature_name: str, inputs: Dict[str, np.ndarray],
+            outputs: Optional[Sequence[str]] = None) -> Dict[str, np.ndarray]:
         sizes = {name: value.shape for name, value in inputs.items()}
         if any(len(shape) != 1 for shape in sizes.values()) or len({s[0] for s in sizes.values()}) != 1:
             raise invalid(f"every input must be a list of one value per example, all of the same length; got shapes "
                           f"{ {name: list(shape) for name, shape in sorted(sizes.items())} }")
         try:
-            return self._model.run_columns(inputs)
+            results = self._model.run_columns(inputs)
         except ValueError as error:
             raise invalid(str(error)) from None
+        return results if outputs is None else {name: results[name] for name in outputs}
 
 
 def edge_loader(variant: str):
@@ -58,7 +60,7 @@ def serve(edge_dir: str, model_name: str, port: int, variant: str, poll_seconds:
     if not registry.ready():
         log.warning("no loadable version of %s under %s yet; answering 404 until one is published",
                     model_name, edge_dir)
-    service = InferenceService(registry, Metrics(), threads=2)
+    service = InferenceService(registry, Metrics(serves=registry.serves), threads=2)
     stop = threading.Event()
     threading.Thread(target=registry.watch, args=(poll_seconds, stop), name="version-watcher", daemon=True).start()
 

@@ -1,5 +1,6 @@
 """Small SavedModels built in the test (TF Serving's half_plus_two, with classify and regress
 signatures) and a real `tfxline serve` process on loopback ports."""
+import os
 import socket
 import subprocess
 import time
@@ -59,13 +60,12 @@ def models_config(base_path: Path, name: str = "half_plus_two", labels=None, ver
 
 
 class Server:
-    def __init__(self, args, cwd: Path, rest_port: int = None, grpc_port: int = None):
+    def __init__(self, args, cwd: Path, env=None, rest_port: int = None, grpc_port: int = None):
         self.rest_port, self.grpc_port = rest_port or free_port(), grpc_port or free_port()
         self.log_path = cwd / f"server-{self.rest_port}.log"
-        command = [TFXLINE, "serve", f"--port={self.grpc_port}",
-                   f"--rest_api_port={self.rest_port}", *args]
+        command = [TFXLINE, "serve", f"--port={self.grpc_port}", f"--rest_api_port={self.rest_port}", *args]
         self.process = subprocess.Popen(command, stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT,
-                                        cwd=str(cwd))
+                                        cwd=str(cwd), env={**os.environ, **(env or {})})
         self.url = f"http://127.0.0.1:{self.rest_port}"
 
     def wait_ready(self, path: str, timeout: float = 120) -> None:
@@ -129,3 +129,41 @@ def wait_until(condition, timeout: float = 60, interval: float = 0.2):
             return value
         time.sleep(interval)
     raise TimeoutError("condition not met in time")
+
+
+@pytest.fixture(scope="session")
+def model_zoo(tmp_path_factory):
+    """The four kinds of export in tests/serving/models.py, each as version 1 of its own model."""
+    from tests.serving import models
+
+    root = tmp_path_factory.mktemp("zoo")
+    paths = {
+        "half_plus_two": models.build_half_plus_two(root / "half_plus_two" / "1"),
+        "tf2_module": models.build_tf2_module(root / "tf2_module" / "1"),
+        "estimator": models.build_estimator_style(root / "estimator" / "1"),
+        "tfxline": models.build_tfxline_export(root / "tfxline" / "1", root / "tfxline_work"),
+    }
+    return paths
+
+
+def zoo_config(paths) -> str:
+    entries = "".join(f'config {{ name: "{name}" base_path: "{path.parent}" model_platform: "tensorflow" }} '
+                      for name, path in paths.items())
+    return f"model_config_list {{ {entries}}}\n"
+
+
+@pytest.fixture(scope="session")
+def zoo_server(model_zoo, tmp_path_factory):
+    """One server for the whole zoo, batching on, metrics at the usual path."""
+    directory = tmp_path_factory.mktemp("zoo_server")
+    (directory / "models.config").write_text(zoo_config(model_zoo))
+    (directory / "batching.txt").write_text("max_batch_size { value: 64 }\nbatch_timeout_micros { value: 500 }\n")
+    (directory / "monitoring.config").write_text('prometheus_config { enable: true }\n')
+    server = Server([f"--model_config_file={directory / 'models.config'}", "--enable_batching",
+                     f"--batching_parameters_file={directory / 'batching.txt'}",
+                     f"--monitoring_config_file={directory / 'monitoring.config'}"], directory)
+    try:
+        server.wait_ready("/v1/models/tfxline")
+        yield server
+    finally:
+        server.stop()

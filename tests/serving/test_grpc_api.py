@@ -4,6 +4,7 @@ import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
+from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, get_model_status_pb2,
                                      model_service_pb2_grpc, predict_pb2, prediction_service_pb2_grpc,
                                      regression_pb2)
@@ -78,7 +79,8 @@ def test_predict_with_typed_value_fields_and_output_filter(predictions):
     (predict_request(x=np.ones([1, 1], np.float32), z=np.ones([1, 1], np.float32)), grpc.StatusCode.INVALID_ARGUMENT,
      "input size does not match signature: 2!=1"),
     (predict_request(z=np.ones([1, 1], np.float32)), grpc.StatusCode.INVALID_ARGUMENT,
-     "input tensor alias not found in signature: z"),
+     "Signature input alias: x(feed name: serving_default_x:0) not found in request and no default value provided. "
+     "Inputs expected to be in the request {z}, or default input alias set: "),
     (predict_request(x=np.array([["a"]])), grpc.StatusCode.INVALID_ARGUMENT,
      "Expects arg[0] to be float but string is provided"),
 ])
@@ -147,6 +149,7 @@ def test_tensor_protos_read_as_tf_reads_them(value, dtype):
     from serving.grpc_api import from_tensor_proto, to_tensor_proto
 
     for proto in (tf.make_tensor_proto(value), to_tensor_proto(value)):  # tensor_content and typed fields
-        np.testing.assert_array_equal(from_tensor_proto(proto, dtype), tf.make_ndarray(proto))
+        assert types_pb2.DataType.Name(proto.dtype) == dtype
+        np.testing.assert_array_equal(from_tensor_proto(proto, "x", 1 << 20), tf.make_ndarray(proto))
     filled = tf.make_tensor_proto(1.0, dtype=tf.float32, shape=[2, 2])  # one value fills the shape
-    np.testing.assert_array_equal(from_tensor_proto(filled, "DT_FLOAT"), np.ones([2, 2], np.float32))
+    np.testing.assert_array_equal(from_tensor_proto(filled, "x", 1 << 20), np.ones([2, 2], np.float32))
