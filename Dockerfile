@@ -12,6 +12,7 @@ COPY metadata metadata
 COPY pipeline pipeline
 COPY components components
 COPY trainer trainer
+COPY monitoring monitoring
 COPY schema schema
 COPY serving serving
 # With its dependencies, pinned as locally: what the TFX image lacks (LiteRT for the TFLite parity

@@ -1,7 +1,7 @@
 """tfxline: a TFX 1.16 pipeline, TF Serving-compatible serving and a TFLite edge runtime."""
 from setuptools import find_packages, setup
 
-PACKAGES = ("config", "metadata", "pipeline", "components", "trainer", "schema", "serving")
+PACKAGES = ("config", "metadata", "pipeline", "components", "trainer", "monitoring", "schema", "serving")
 
 setup(
     name="tfxline",
@@ -12,6 +12,7 @@ setup(
     package_data={
         "config": ["*.yaml"],
         "schema": ["*/*.pbtxt"],
+        "monitoring": ["prometheus/*.yml"],
     },
     install_requires=[
         "tfx[kfp]==1.16.0",
