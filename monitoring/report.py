@@ -86,7 +86,7 @@ def _number(value):
     return None if math.isnan(value) else (value if math.isfinite(value) else ("inf" if value > 0 else "-inf"))
 
 
-def _feature_json(result: FeatureResult) -> dict:
+def feature_json(result: FeatureResult) -> dict:
     return {
         "feature": result.feature, "kind": result.kind, "test": result.test, "score": _number(result.score),
         "threshold": _number(result.threshold), "ratio": _number(result.ratio), "p_value": _number(result.p_value),
@@ -110,7 +110,7 @@ def to_json(report: Report) -> dict:
                 "name": c.name, "reference": c.reference, "window": c.window, "reference_rows": c.reference_rows,
                 "window_rows": c.window_rows, "alpha": c.alpha, "feature_alpha": c.feature_alpha,
                 "drift": bool(c.drifted), "missing_features": c.missing_features,
-                "features": [_feature_json(r) for r in c.features]} for c in v.comparisons],
+                "features": [feature_json(r) for r in c.features]} for c in v.comparisons],
         } for v in report.versions],
     }
 

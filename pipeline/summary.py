@@ -97,6 +97,10 @@ def collect(config: PipelineConfig) -> dict:
     if gate_report is not None:
         with open(os.path.join(gate_report.uri, "anomaly_report.json")) as handle:
             summary["anomalies"] = json.load(handle)["findings"]
+    drift_report = run["DriftGate"].output("report") if "DriftGate" in run else None
+    if drift_report is not None:
+        with open(os.path.join(drift_report.uri, "drift_report.json")) as handle:
+            summary["drift"] = json.load(handle)
     if "Evaluator" in run:
         evaluation_uri = run["Evaluator"].output("evaluation").uri
         has_baseline = bool(run[RESOLVER_ID].outputs.get("model")) if RESOLVER_ID in run else False
@@ -117,6 +121,18 @@ def _format_value(value: Optional[float]) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
+def _drift_line(drift: dict) -> str:
+    if drift["baseline"] is None:
+        return f"no baseline yet for span {drift['span']} (the first pushed model's data becomes it)"
+    against = f"span {drift['span']} vs span {drift['baseline']['span']} (the served model's data)"
+    findings = drift["findings"]
+    if not findings:
+        return f"none: {against}, {len(drift['features'])} features"
+    details = "; ".join(f"{f['feature']} {f['test']} {f['score']:.3g} > {f['threshold']:.3g} ({f['action']})"
+                        for f in findings)
+    return f"{len(findings)} feature(s) drifted, {against}: {details}"
+
+
 def format_summary(summary: dict, seconds: float) -> str:
     components = summary["components"]
     cached = sum(c["cached"] for c in components)
@@ -129,6 +145,8 @@ def format_summary(summary: dict, seconds: float) -> str:
         lines.append("  anomalies   " + ("none" if not findings else
                                          f"{len(findings)} (allowed by config): " +
                                          "; ".join(f"{f['feature']} {f['kind']}" for f in findings)))
+    if "drift" in summary:
+        lines.append("  drift       " + _drift_line(summary["drift"]))
     if "metrics" in summary:
         lines.append(f"  {'metric':<22}{'candidate':>10}{'baseline':>10}  threshold")
         for name, row in summary["metrics"].items():

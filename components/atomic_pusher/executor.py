@@ -23,6 +23,8 @@ from tfx.utils import io_utils, proto_utils
 from serving.model_config import write_serving_configs
 from serving.registry import versions_on_disk
 
+NEW_VERSION = "new_version"
+
 
 def next_version(base_directory: str, now: float) -> int:
     versions = versions_on_disk(base_directory)
@@ -67,9 +69,13 @@ class Executor(tfx_pusher_executor.Executor):
         proto_utils.json_to_proto(exec_properties[standard_component_specs.PUSH_DESTINATION_KEY], destination)
         base_directory = destination.filesystem.base_directory
 
+        before = {str(v) for v in versions_on_disk(base_directory)}
         version = publish(model_dir, base_directory, time.time())
         # Labels and version policy follow the push, so TF Serving polling models.config serves it.
         write_serving_configs(os.path.dirname(base_directory), os.path.basename(base_directory), int(version))
         io_utils.copy_dir(model_dir, pushed_model.uri)
         self._MarkPushed(pushed_model, pushed_destination=os.path.join(base_directory, version),
                          pushed_version=version)
+        # 0 when this model already was the newest version (a re-run re-blessed it): later steps that act on
+        # a new version only (the drift baseline) are skipped.
+        pushed_model.set_int_custom_property(NEW_VERSION, int(version not in before))

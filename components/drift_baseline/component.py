@@ -1,0 +1,29 @@
+"""DriftBaseline: runs (under a condition in the pipeline) only when the Pusher published a new version."""
+from tfx import types
+from tfx.dsl.components.base import base_component, executor_spec
+from tfx.types import standard_artifacts
+from tfx.types.component_spec import ChannelParameter, ComponentSpec
+
+from components.data_profiler.component import DataProfile
+from components.drift_baseline import executor
+
+
+class DriftBaseline(types.Artifact):
+    """The DataProfile of a pushed model's training data; `span` and `pushed_version` properties."""
+    TYPE_NAME = "tfxline.DriftBaseline"
+
+
+class DriftBaselineSpec(ComponentSpec):
+    PARAMETERS = {}
+    INPUTS = {executor.PROFILE_KEY: ChannelParameter(type=DataProfile),
+              executor.PUSHED_MODEL_KEY: ChannelParameter(type=standard_artifacts.PushedModel)}
+    OUTPUTS = {executor.BASELINE_KEY: ChannelParameter(type=DriftBaseline)}
+
+
+class DriftBaselinePublisher(base_component.BaseComponent):
+    SPEC_CLASS = DriftBaselineSpec
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
+
+    def __init__(self, profile: types.BaseChannel, pushed_model: types.BaseChannel):
+        super().__init__(spec=DriftBaselineSpec(profile=profile, pushed_model=pushed_model,
+                                                baseline=types.Channel(type=DriftBaseline)))
