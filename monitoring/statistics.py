@@ -110,7 +110,8 @@ def _numeric(finite: np.ndarray, nan: int, common: statistics_pb2.CommonStatisti
         standard.buckets.add(low_value=result.min, high_value=result.max, sample_count=float(len(finite)))
     else:
         edges = np.linspace(finite[0], finite[-1], HISTOGRAM_BUCKETS + 1)
-        cumulative = np.searchsorted(finite, edges[1:-1], side="left").tolist() + [len(finite)]
+        # Buckets are (low, high], the first also holding the minimum, as TFDV's quantile buckets.
+        cumulative = np.searchsorted(finite, edges[1:-1], side="right").tolist() + [len(finite)]
         previous = 0
         for index, count in enumerate(cumulative):
             standard.buckets.add(low_value=float(edges[index]), high_value=float(edges[index + 1]),
