@@ -133,9 +133,11 @@ def _label(data: _Data, config: PipelineConfig, threshold: float) -> None:
         old, new = value > label.threshold * base, value > threshold * base
         if old == new:
             continue
-        # Just past the config's cut on the side the new rule puts the row.
+        # Clearly on the side of the config's cut that the new rule puts the row (a value on the cut itself
+        # could fall either way once rounded, or in float32 as the model's graph computes the label).
         boundary = label.threshold * base
-        row[column] = _format(boundary + max(abs(boundary) * 1e-3, 0.01) if new else boundary, integer)
+        margin = max(abs(boundary) * 1e-3, 0.01)
+        row[column] = _format(boundary + margin if new else boundary - margin, integer)
 
 
 def _move_share(data: _Data, text: str) -> None:

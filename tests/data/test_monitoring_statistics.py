@@ -99,3 +99,69 @@ def test_statistics_equal_tfdvs_on_the_same_examples(taxi_records):
             assert [(b.label, b.sample_count) for b in mine_s.rank_histogram.buckets] == \
                 [(b.label, b.sample_count) for b in theirs_s.rank_histogram.buckets], name
             assert mine_s.avg_length == pytest.approx(theirs_s.avg_length), name
+
+
+def _taxi_profile(taxi_rows, rows, options=statistics.Options(), name="training"):
+    from config import load_config
+    from monitoring import table
+
+    config = load_config()
+    header, all_rows = taxi_rows
+    kinds = {f.name: f.kind for f in config.features}
+    columns = table.from_rows([dict(zip(header, row)) for row in all_rows[rows]], kinds)
+    return statistics.profile(columns, kinds, options, name), kinds, columns
+
+
+def test_tfdv_reads_and_validates_the_statistics(taxi_rows, tmp_path):
+    from config import load_config
+
+    reference, kinds, _ = _taxi_profile(taxi_rows, slice(0, 5000))
+    window, _, _ = _taxi_profile(taxi_rows, slice(5000, 10000), name="window")
+    path = statistics.write_profile(str(tmp_path), "train", reference)
+    loaded = tfdv.load_stats_binary(path)
+    assert loaded.datasets[0] == reference.proto
+    assert statistics.read_profile(path).features.keys() == reference.features.keys()
+    schema = tfdv.load_schema_text(load_config().schema_.curated_path)
+    for feature in schema.feature:  # thresholds no sample can stay under, so TFDV reports every measure
+        for comparator in (feature.drift_comparator, feature.skew_comparator):
+            for field in ("infinity_norm", "jensen_shannon_divergence"):
+                if comparator.HasField(field):
+                    getattr(comparator, field).threshold = 1e-9
+    anomalies = tfdv.validate_statistics(statistics.as_list(window.proto), schema, previous_statistics=loaded,
+                                         serving_statistics=loaded)
+    drift = {".".join(info.path.step): info for info in anomalies.drift_skew_info}
+    assert set(drift) == set(kinds)
+    assert all(info.drift_measurements[0].value > 0 and info.skew_measurements[0].value > 0
+               for info in drift.values())
+
+
+def test_many_distinct_values_are_hashed_not_truncated(taxi_rows):
+    options = statistics.Options(max_values=10, hash_buckets=64)
+    reference, _, columns = _taxi_profile(taxi_rows, slice(0, 6000), options)
+    company = reference.features["company"]
+    assert company.hash_buckets == 64
+    assert company.counts.sum() + company.missing == 6000  # every row is in a bucket or missing
+    window, _, _ = _taxi_profile(taxi_rows, slice(6000, 12000), options)
+    from monitoring import compare
+
+    result = compare.compare_feature("company", company, window.features["company"], 0.01)
+    assert not result.drift and "hash buckets" in result.note
+
+
+def test_new_values_and_out_of_range_shares(taxi_rows):
+    from monitoring import compare, table
+
+    reference, kinds, _ = _taxi_profile(taxi_rows, slice(0, 4000))
+    header, rows = taxi_rows
+    window_rows = [dict(zip(header, row)) for row in rows[4000:6000]]
+    for index, row in enumerate(window_rows):
+        if index % 4 == 0:
+            row["payment_type"] = "Bitcoin"
+            row["fare"] = "100000"
+    window = statistics.profile(table.from_rows(window_rows, kinds), kinds, statistics.Options(), align=reference)
+    payment = compare.compare_feature("payment_type", reference.features["payment_type"],
+                                      window.features["payment_type"], 0.01)
+    assert payment.drift and payment.new_share == pytest.approx(0.25)
+    assert payment.effect["value_of"] == "Bitcoin" and payment.effect["value"] == pytest.approx(25.0)
+    fare = compare.compare_feature("fare", reference.features["fare"], window.features["fare"], 0.01)
+    assert fare.drift and fare.out_of_range_share == pytest.approx(0.25, abs=0.01)
