@@ -142,7 +142,7 @@ def _atomic_write(path: str, data) -> None:
 
 # --- Prometheus ---------------------------------------------------------------------------------------
 
-_GAUGES = [
+GAUGES = [
     ("tfxline_drift_score", "Test statistic of a feature's skew or drift check: KS distance, or max |z| of a "
                             "value's share"),
     ("tfxline_drift_threshold", "Critical value of the score at the comparison's sample sizes"),
@@ -170,7 +170,7 @@ def prometheus_text(report: Report, model: str, up: bool = True, last_run: float
                 labels = _labels(model=model, version=version.version, comparison=LABELS[comparison.name],
                                  feature=result.feature)
                 series.append((labels, result))
-    for (name, help_text), field in zip(_GAUGES, ("score", "threshold", "drift")):
+    for (name, help_text), field in zip(GAUGES, ("score", "threshold", "drift")):
         lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
         lines += [f"{name}{labels} {_value(float(getattr(result, field)))}" for labels, result in series]
     lines += ["# HELP tfxline_monitor_up 1 when the last monitoring run succeeded, 0 when it failed",

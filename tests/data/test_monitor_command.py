@@ -118,6 +118,8 @@ def test_drift_exits_3_naming_the_feature(setup, shuffled, tmp_path, form):
     gauges = (tmp_path / "drift.prom").read_text()
     assert 'tfxline_drift_verdict{model="taxi",version="3",comparison="skew",feature="trip_miles"} 1.0' in gauges
     assert 'tfxline_drift_verdict{model="taxi",version="3",comparison="skew",feature="fare"} 0.0' in gauges
+    lint = subprocess.run(["promtool", "check", "metrics"], input=gauges, capture_output=True, text=True)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
 
 
 def _truncated(path):
