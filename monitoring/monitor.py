@@ -126,7 +126,7 @@ def run(config: PipelineConfig, source: Optional[str] = None, versions: Optional
     options = statistics.Options.of(monitoring)
     source = source or request_log_dir(config)
     try:
-        requests = request_log.assign_version(request_log.read(source, config.name, list(kinds)), model_version)
+        requests = request_log.assign_version(request_log.read(source, config.name, kinds), model_version)
     except request_log.RequestLogError as error:
         raise MonitorError(str(error)) from None
     window_rows = window_rows or monitoring.window_rows

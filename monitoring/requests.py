@@ -11,7 +11,7 @@ import glob
 import json
 import os
 import time
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -21,6 +21,7 @@ from serving.request_log import FILE_SUFFIX, TIME_FEATURE, VERSION_FEATURE
 # A reader may meet the last record of the file being written half-written; it waits this long for
 # the writer to finish it before calling the file truncated.
 LIVE_FILE_GRACE_SECONDS = 0.5
+ROTATION_RETRIES = 5
 
 
 class RequestLogError(ValueError):
@@ -50,18 +51,22 @@ def log_files(directory: str, model: str) -> List[str]:
     return rotated + ([current] if os.path.exists(current) else [])
 
 
-def _records(files: List[str]) -> Iterator[bytes]:
-    for path in files:
-        live = path == files[-1] and path.endswith(FILE_SUFFIX)
-        if not live:
-            yield from tfrecord.iter_records(path)
-            continue
+def _read_tfrecords(files: List[str], features: Dict[str, str], source: str) -> "Requests":
+    names = list(features) + [VERSION_FEATURE, TIME_FEATURE]
+    kinds = {**features, VERSION_FEATURE: "categorical_int", TIME_FEATURE: "categorical_int"}
+    try:
+        columns, rows = examples.read_tfrecords(files, names, kinds)
+    except tfrecord.RecordError as error:
+        if not (files[-1].endswith(FILE_SUFFIX) and str(error).startswith(files[-1])):
+            raise RequestLogError(str(error)) from None
+        time.sleep(LIVE_FILE_GRACE_SECONDS)  # the server may have been writing the last record
         try:
-            records = tfrecord.read_records(path)
-        except tfrecord.RecordError:
-            time.sleep(LIVE_FILE_GRACE_SECONDS)
-            records = tfrecord.read_records(path)
-        yield from records
+            columns, rows = examples.read_tfrecords(files, names, kinds)
+        except tfrecord.RecordError as again:
+            raise RequestLogError(str(again)) from None
+    versions = _meta(columns, VERSION_FEATURE, rows, -1)
+    times = _meta(columns, TIME_FEATURE, rows, np.nan)
+    return Requests(columns, versions, times, source)
 
 
 def _meta(columns: Dict[str, table.Column], name: str, rows: int, fill) -> np.ndarray:
@@ -72,13 +77,6 @@ def _meta(columns: Dict[str, table.Column], name: str, rows: int, fill) -> np.nd
     present = ~column.null & (np.diff(column.offsets) > 0)
     result[present] = column.values[column.offsets[:-1][present]]
     return result
-
-
-def _from_examples(records: Iterable[bytes], features: Sequence[str], source: str) -> Requests:
-    columns, rows = examples.decode(records, list(features) + [VERSION_FEATURE, TIME_FEATURE])
-    versions = _meta(columns, VERSION_FEATURE, rows, -1)
-    times = _meta(columns, TIME_FEATURE, rows, np.nan)
-    return Requests(columns, versions, times, source)
 
 
 def _from_rows(rows: List[dict], features: Sequence[str], source: str) -> Requests:
@@ -108,22 +106,28 @@ def _read_rows(path: str) -> List[dict]:
     return rows
 
 
-def read(source: str, model: str, features: Sequence[str]) -> Requests:
-    """The requests in `source`: a request log directory (the model's files in it), one TFRecord file, a
-    CSV file or a JSON lines file (.jsonl, .json)."""
+def read(source: str, model: str, features: Dict[str, str]) -> Requests:
+    """The requests in `source` (the features: name -> config kind): a request log directory (the model's
+    files in it), one TFRecord file, a CSV file or a JSON lines file (.jsonl, .json)."""
     if os.path.isdir(source):
-        files = log_files(source, model)
-        if not files:
-            raise RequestLogError(f"no request log of model '{model}' in {source} (no {model}{FILE_SUFFIX}*); start "
-                                  f"the server with --request_log_dir={source}, or pass --requests FILE")
-        requests = _from_examples(_records(files), features, source)
+        for attempt in range(ROTATION_RETRIES):
+            files = log_files(source, model)
+            if not files:
+                raise RequestLogError(f"no request log of model '{model}' in {source} (no {model}{FILE_SUFFIX}*); "
+                                      f"start the server with --request_log_dir={source}, or pass --requests FILE")
+            try:
+                requests = _read_tfrecords(files, features, source)
+                break
+            except FileNotFoundError:  # the server rotated a file while it was listed: list again
+                if attempt == ROTATION_RETRIES - 1:
+                    raise
     elif not os.path.exists(source):
         raise RequestLogError(f"{source}: no such request log directory or file; start the server with "
                               f"--request_log_dir, or pass --requests FILE (.csv, .jsonl or .tfrecord)")
     elif source.endswith((".csv", ".jsonl", ".json")):
         requests = _from_rows(_read_rows(source), features, source)
     else:
-        requests = _from_examples(tfrecord.iter_records(source), features, source)
+        requests = _read_tfrecords([source], features, source)
     if not requests.num_rows:
         raise RequestLogError(f"{source}: the request log is empty (no requests logged yet); send traffic to a "
                               f"server with --request_log_dir and a --request_log_sample_rate above 0, then retry")

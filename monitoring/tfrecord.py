@@ -66,10 +66,14 @@ def iter_records(path: str) -> Iterator[bytes]:
                 from None
 
 
+def frame(record: bytes) -> bytes:
+    """One record as TFRecord stores it: length, its CRC, data, its CRC."""
+    header = struct.pack("<Q", len(record))
+    return header + struct.pack("<I", _masked_crc(header)) + record + struct.pack("<I", _masked_crc(record))
+
+
 def write_records(path: str, records) -> None:
     """Uncompressed TFRecord, as tf.io.TFRecordWriter writes it (used for generated data)."""
     with open(path, "wb") as handle:
         for record in records:
-            header = struct.pack("<Q", len(record))
-            handle.write(header + struct.pack("<I", _masked_crc(header)) + record +
-                         struct.pack("<I", _masked_crc(record)))
+            handle.write(frame(record))

@@ -11,7 +11,7 @@ import tensorflow as tf
 from monitoring import requests, tfrecord
 from serving.request_log import RequestLog
 
-FEATURES = ["trip_miles", "trip_start_hour", "payment_type"]
+FEATURES = {"trip_miles": "numeric", "trip_start_hour": "categorical_int", "payment_type": "categorical_string"}
 
 
 class _Servable:

@@ -75,7 +75,7 @@ def _records(log_dir):
     from monitoring import requests as request_log
 
     try:
-        return range(request_log.read(str(log_dir), "taxi", ["trip_miles"]).num_rows)
+        return range(request_log.read(str(log_dir), "taxi", {"trip_miles": "numeric"}).num_rows)
     except request_log.RequestLogError:
         return range(0)
 
