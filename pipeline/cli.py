@@ -66,7 +66,9 @@ def _monitor(args) -> int:
     def once():
         return monitor.run(config, source=args.requests, versions=versions, training_stats=args.training_stats,
                            model_version=versions[0] if versions and len(versions) == 1 else None,
-                           window_rows=args.window_rows, window_seconds=args.window_seconds)
+                           window_rows=args.window_rows, window_seconds=args.window_seconds,
+                           now_ms=None if args.until is None else args.until * 1000,
+                           beam_args=args.beam_arg if args.beam else None)
 
     if args.serve:
         return exporter.serve(once, config.name, args.port, args.interval, args.host, args.textfile)
@@ -110,6 +112,20 @@ def _flag(parser, name: str, **options) -> None:
     parser.add_argument(*spellings, **options)
 
 
+def _timestamp(text: str) -> float:
+    import datetime
+
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.datetime.fromisoformat(text.rstrip("Z"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither Unix seconds nor an ISO 8601 time") from None
+    return moment.replace(tzinfo=moment.tzinfo or datetime.timezone.utc).timestamp()
+
+
 def _add_monitor(commands) -> None:
     monitor = commands.add_parser(
         "monitor", help="skew and drift of served requests per model version (exit 0 none, 3 drift, 1 error)",
@@ -125,10 +141,16 @@ def _add_monitor(commands) -> None:
                                           "--stats-dir) instead of finding them in ML Metadata")
     _flag(monitor, "window-rows", type=int, help="window size in requests (default: monitoring.window_rows)")
     _flag(monitor, "window-seconds", type=float, help="windows by time instead: the last S seconds, and the S before")
+    _flag(monitor, "until", type=_timestamp, help="windows by time end here (Unix seconds or ISO 8601 UTC, "
+                                                  "e.g. 2026-11-24T12:00:00; default: now)")
     _flag(monitor, "json", help="also write the report as JSON to this file")
     _flag(monitor, "stats-dir", help="also write each window's statistics as TFDV DatasetFeatureStatisticsList files")
     _flag(monitor, "textfile", help="also write the Prometheus gauges to this file (node-exporter textfile collector)")
     _flag(monitor, "all-features", action="store_true", help="list every feature, not only the drifted ones")
+    _flag(monitor, "beam", action="store_true", help="compute the statistics with TFDV on Apache Beam, for logs "
+                                                     "that outgrow one machine (windows by time)")
+    _flag(monitor, "beam-arg", action="append", default=[], metavar="FLAG",
+          help="a Beam pipeline option for --beam (repeatable), e.g. --beam-arg=--runner=DataflowRunner")
     _flag(monitor, "serve", action="store_true", help="keep running: re-check every --interval and serve the "
                                                       "gauges at http://HOST:PORT/metrics")
     _flag(monitor, "port", type=int, default=9108, help="metrics port with --serve (default 9108)")

@@ -2,6 +2,7 @@
 file (the e2e tier finds them through ML Metadata): exit codes, report, JSON, TFDV protos, bad input."""
 import json
 import subprocess
+import time
 
 import numpy as np
 import pytest
@@ -163,3 +164,28 @@ def test_bad_input_is_one_line_and_exit_1(setup, shuffled, tmp_path, case, probl
     assert result.stderr.startswith("tfxline monitor: ") and problem in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
     assert result.stdout == ""
+
+
+def test_the_beam_path_gives_the_same_verdicts(setup, shuffled, tmp_path):
+    """TFDV on Beam (DirectRunner) computes the statistics instead of numpy: same features flagged, and
+    scores close (the quantile sketch's rank error only lowers a KS distance)."""
+    root, config_path, config, stats = setup
+    served = _served(shuffled, config, shift_miles=True)[:3000]
+    (tmp_path / "log").mkdir()
+    # One request a second up to now: windows by time end at the clock.
+    start_ms = int(time.time() * 1000) - 1000 * len(served)
+    log = _tfrecord_log(tmp_path / "log" / "taxi.requests.tfrecord", served, config, start_ms=start_ms)
+    reports = {}
+    for name, flags in (("numpy", []), ("beam", ["--beam", "--beam-arg=--direct_num_workers=1"])):
+        result = _monitor(config_path, "--requests", str(log.parent), "--training-stats", stats, "--window-seconds",
+                          str(len(served) / 3), "--until", str(start_ms / 1000 + len(served)), "--json",
+                          str(tmp_path / f"{name}.json"), *flags, "--model-version", "7")
+        assert result.returncode == 3, result.stdout + result.stderr
+        reports[name] = json.loads((tmp_path / f"{name}.json").read_text())
+    for numpy_c, beam_c in zip(reports["numpy"]["versions"][0]["comparisons"],
+                               reports["beam"]["versions"][0]["comparisons"]):
+        assert numpy_c["name"] == beam_c["name"] and numpy_c["window_rows"] == beam_c["window_rows"]
+        assert [f["feature"] for f in numpy_c["features"] if f["drift"]] == \
+            [f["feature"] for f in beam_c["features"] if f["drift"]], numpy_c["name"]
+        for a, b in zip(numpy_c["features"], beam_c["features"]):
+            assert b["score"] == pytest.approx(a["score"], abs=0.02 if a["test"] == "ks" else 0.5), a["feature"]
