@@ -26,6 +26,11 @@ setup(
         "pydantic>=2,<3",
         "PyYAML>=6",
         "grpcio",
+        # monitoring/: the two-sample tests' distributions, Arrow columns, TFRecord checksums without TensorFlow
+        # (the versions TFX 1.16's dependencies resolve to, as in constraints.txt).
+        "scipy==1.12.0",
+        "pyarrow==10.0.1",
+        "google-crc32c==1.9.0",
         "httptools>=0.6",
         'uvloop>=0.18; sys_platform != "win32"',
     ],

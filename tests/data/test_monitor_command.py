@@ -189,3 +189,42 @@ def test_the_beam_path_gives_the_same_verdicts(setup, shuffled, tmp_path):
             [f["feature"] for f in beam_c["features"] if f["drift"]], numpy_c["name"]
         for a, b in zip(numpy_c["features"], beam_c["features"]):
             assert b["score"] == pytest.approx(a["score"], abs=0.02 if a["test"] == "ks" else 0.5), a["feature"]
+
+
+def test_serve_exposes_the_gauges_and_a_failing_check_as_down(setup, shuffled, tmp_path):
+    import requests as http
+
+    from tests.serving.conftest import free_port, wait_until
+
+    root, config_path, config, stats = setup
+    (tmp_path / "log").mkdir()
+    log = _tfrecord_log(tmp_path / "log" / "taxi.requests.tfrecord", _served(shuffled, config, shift_miles=True),
+                        config)
+    processes = {}
+    try:
+        for name, source in (("good", log.parent), ("bad", tmp_path / "absent")):
+            port = free_port()
+            processes[name] = (port, subprocess.Popen(
+                [TFXLINE, "monitor", "--config", str(config_path), "--requests", str(source), "--training-stats",
+                 stats, "--serve", "--host", "127.0.0.1", "--port", str(port), "--interval", "1"],
+                stdout=open(tmp_path / f"{name}.log", "w"), stderr=subprocess.STDOUT))
+
+        def metrics(name):
+            try:
+                return http.get(f"http://127.0.0.1:{processes[name][0]}/metrics", timeout=2).text
+            except http.RequestException:
+                return ""
+
+        good = wait_until(lambda: "tfxline_drift_verdict{" in metrics("good") and metrics("good"), timeout=120)
+        assert 'tfxline_drift_verdict{model="taxi",version="7",comparison="skew",feature="trip_miles"} 1.0' in good
+        assert 'tfxline_monitor_up{model="taxi"} 1' in good
+        bad = wait_until(lambda: "last_run_timestamp_seconds{model=\"taxi\"} 0.000" not in metrics("bad")
+                         and metrics("bad"), timeout=120)
+        assert 'tfxline_monitor_up{model="taxi"} 0' in bad and "tfxline_drift_verdict{" not in bad
+        assert http.get(f"http://127.0.0.1:{processes['bad'][0]}/other", timeout=2).status_code == 404
+        assert processes["bad"][1].poll() is None  # a failing check does not stop the exporter
+        assert "no such request log directory or file" in (tmp_path / "bad.log").read_text()
+    finally:
+        for _, process in processes.values():
+            process.terminate()
+            process.wait(timeout=20)
