@@ -23,7 +23,7 @@ from components.atomic_pusher.component import AtomicPusher
 from components.atomic_pusher.executor import NEW_VERSION
 from components.batched_csv_example_gen.component import BatchedCsvExampleGen
 from components.data_profiler.component import DataProfiler
-from components.drift_baseline.component import DriftBaseline, DriftBaselinePublisher
+from components.drift_baseline.component import DriftBaseline, DriftBaselinePublisher, LatestBaselineStrategy
 from components.drift_gate.component import DriftGate
 from components.tflite_export.component import TFLiteExport
 from config import LOWER_IS_BETTER, PipelineConfig, names
@@ -105,7 +105,7 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
 
 def create_pipeline(config: PipelineConfig, pipeline_root: str, data_path: str, schema_path: Optional[str],
                     serving_dir: str, edge_dir: str, metadata_connection_config=None,
-                    beam_pipeline_args: Optional[List[str]] = None) -> Pipeline:
+                    beam_pipeline_args: Optional[List[str]] = None, kubeflow: bool = False) -> Pipeline:
     pattern = config.data.span_pattern or "*.csv"
     # TFX's driver resolves {SPAN} (the newest span, or the configured one) and records the span on the
     # Examples artifact. Its static range must start and end at the same span.
@@ -132,7 +132,7 @@ def create_pipeline(config: PipelineConfig, pipeline_root: str, data_path: str, 
                                allowed_anomalies=config.evaluation.allowed_anomalies)
     # Drift: this span against the training data of the newest pushed model (its DriftBaseline).
     profiler = DataProfiler(examples=example_gen.outputs["examples"], config=config)
-    baseline_resolver = Resolver(strategy_class=LatestArtifactStrategy,
+    baseline_resolver = Resolver(strategy_class=LatestArtifactStrategy if kubeflow else LatestBaselineStrategy,
                                  baseline=Channel(type=DriftBaseline)).with_id(BASELINE_RESOLVER_ID)
     drift_gate = DriftGate(profile=profiler.outputs["profile"], baseline=baseline_resolver.outputs["baseline"],
                            schema=schema_gen.outputs["schema"], config=config)
