@@ -14,6 +14,7 @@ COPY components components
 COPY scoring scoring
 COPY review review
 COPY trainer trainer
+COPY monitoring monitoring
 COPY schema schema
 COPY serving serving
 # With its dependencies, pinned as locally: what the TFX image lacks (LiteRT for the TFLite parity

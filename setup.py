@@ -1,7 +1,8 @@
 """tfxline: a TFX 1.16 pipeline, TF Serving-compatible serving and a TFLite edge runtime."""
 from setuptools import find_packages, setup
 
-PACKAGES = ("config", "metadata", "pipeline", "components", "review", "scoring", "trainer", "schema", "serving")
+PACKAGES = ("config", "metadata", "pipeline", "components", "review", "scoring", "trainer", "monitoring", "schema",
+            "serving")
 
 setup(
     name="tfxline",
@@ -13,6 +14,7 @@ setup(
         "config": ["*.yaml"],
         "schema": ["*/*.pbtxt"],
         "serving": ["protos/*.proto"],
+        "monitoring": ["prometheus/*.yml"],
     },
     install_requires=[
         "tfx[kfp]==1.16.0",
@@ -28,6 +30,11 @@ setup(
         "grpcio",
         # MQTT for `tfxline edge stream`; also in serving/edge/requirements.txt for the device.
         "paho-mqtt==2.2.0",
+        # monitoring/: the two-sample tests' distributions, Arrow columns, TFRecord checksums without TensorFlow
+        # (the versions TFX 1.16's dependencies resolve to, as in constraints.txt).
+        "scipy==1.12.0",
+        "pyarrow==10.0.1",
+        "google-crc32c==1.9.0",
         "httptools>=0.6",
         'uvloop>=0.18; sys_platform != "win32"',
     ],

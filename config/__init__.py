@@ -29,6 +29,9 @@ class DataConfig(_Strict):
     path: str
     # Files under `path` for one span, e.g. "span-{SPAN}/*.csv"; the newest span is read.
     span_pattern: Optional[str] = None
+    # Read this span instead of the newest (TFX's RangeConfig static range; TFX 1.16's ExampleGen reads one
+    # span per run, so a range of several spans is not offered).
+    span: Optional[int] = Field(default=None, ge=0)
     split_buckets: Dict[str, int] = Field(default_factory=lambda: {"train": 4, "eval": 1})
 
     @field_validator("span_pattern")
@@ -37,6 +40,12 @@ class DataConfig(_Strict):
         if value is not None and "{SPAN}" not in value:
             raise ValueError("must contain {SPAN}, e.g. 'span-{SPAN}/*.csv'")
         return value
+
+    @model_validator(mode="after")
+    def _span_needs_pattern(self):
+        if self.span is not None and self.span_pattern is None:
+            raise ValueError("span needs span_pattern (e.g. 'span-{SPAN}/*.csv')")
+        return self
 
     @field_validator("split_buckets")
     @classmethod
@@ -197,6 +206,44 @@ class ReviewConfig(_Strict):
     min_slice_size: int = Field(default=50, ge=1)
     # Privacy: no aggregate of fewer examples (no slice, group or value count) is shown.
     min_count: int = Field(default=10, ge=1)
+FeatureKind = Literal["numeric", "bucketized", "categorical_int", "categorical_string"]
+DriftAction = Literal["warn", "block", "off"]
+
+
+class DriftActions(_Strict):
+    """What the pipeline does when a feature drifted from the last blessed model's training data: warn (the
+    run goes on and the summary says so), block (the run stops before training), off (not checked, also
+    not by `tfxline monitor`). A feature's entry wins over its kind's, which wins over the default."""
+    default: DriftAction = "warn"
+    kinds: Dict[FeatureKind, DriftAction] = Field(default_factory=dict)
+    features: Dict[str, DriftAction] = Field(default_factory=dict)
+
+
+class MonitoringConfig(_Strict):
+    """Drift and skew checks: the pipeline's drift gate and `tfxline monitor`."""
+    # False alarms allowed per comparison (all features together); each feature is tested at
+    # min(max_feature_alpha, alpha / number of features), at the sample sizes of the comparison.
+    alpha: float = Field(default=0.05, gt=0, lt=0.5)
+    max_feature_alpha: float = Field(default=0.01, gt=0, lt=0.5)
+    drift: DriftActions = Field(default_factory=DriftActions)
+    # Distinct values a categorical feature's statistics keep with their counts; a feature with more
+    # is compared on hash buckets of its values (the report says so).
+    max_values: int = Field(default=10000, ge=10)
+    hash_buckets: int = Field(default=1024, ge=16)
+    # Points of each numeric feature's distribution kept in the statistics.
+    grid_points: int = Field(default=2048, ge=16)
+    # The server's --request_log_dir; relative paths are relative to the working directory.
+    request_log_dir: Optional[str] = None
+    # The newest window and the one before it: the last `window_rows` requests of a model version, or
+    # with `window_seconds`, the requests of the last that many seconds.
+    window_rows: int = Field(default=10000, ge=1)
+    window_seconds: Optional[float] = Field(default=None, gt=0)
+    # A comparison with fewer rows on either side is not made (the report says so).
+    min_rows: int = Field(default=100, ge=1)
+
+    def action(self, feature) -> str:
+        """The drift action of a config feature: its own entry, else its kind's, else the default."""
+        return self.drift.features.get(feature.name, self.drift.kinds.get(feature.kind, self.drift.default))
 
 
 class BeamConfig(_Strict):
@@ -269,6 +316,7 @@ class PipelineConfig(_Strict):
     bulk_inferrer: BulkInferrerConfig = Field(default_factory=BulkInferrerConfig)
     metadata: MetadataConfig = Field(default_factory=MetadataConfig)
     kubeflow: KubeflowConfig = Field(default_factory=KubeflowConfig)
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
     # The local run's speed-ups (config/speedups.py); TFXLINE_SPEEDUPS=0 also turns them off.
     speedups: bool = True
 
@@ -295,6 +343,9 @@ class PipelineConfig(_Strict):
         if self.bulk_inferrer.split not in self.data.split_buckets:
             raise ValueError(f"bulk_inferrer.split: '{self.bulk_inferrer.split}' is not one of the splits "
                              f"{sorted(self.data.split_buckets)}")
+        unknown = sorted(set(self.monitoring.drift.features) - set(names))
+        if unknown:
+            raise ValueError(f"monitoring.drift.features: {unknown} are not features")
         for slice_keys in self.evaluation.slices:
             for key in slice_keys:
                 if key not in names:

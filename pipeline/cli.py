@@ -130,6 +130,135 @@ def _review(args) -> int:
     for note in built["notes"] + [built["model_card"]["note"]] * bool(placeholders):
         print(f"tfxline review: {note}", file=sys.stderr)
     return 0
+def _monitor(args) -> int:
+    from monitoring import exporter, monitor, report
+
+    config = load_config(args.config)
+    versions = args.model_version or None
+
+    def once():
+        return monitor.run(config, source=args.requests, versions=versions, training_stats=args.training_stats,
+                           model_version=versions[0] if versions and len(versions) == 1 else None,
+                           window_rows=args.window_rows, window_seconds=args.window_seconds,
+                           now_ms=None if args.until is None else args.until * 1000,
+                           beam_args=args.beam_arg if args.beam else None)
+
+    if args.serve:
+        return exporter.serve(once, config.name, args.port, args.interval, args.host, args.textfile)
+    try:
+        result = once()
+    except monitor.MonitorError as error:
+        print(f"tfxline monitor: {error}", file=sys.stderr)
+        return report.ERROR
+    print(report.format_text(result, args.all_features))
+    if args.json:
+        report.write_json(result, args.json)
+    if args.stats_dir:
+        report.statistics_files(result, args.stats_dir)
+    if args.textfile:
+        report.write_textfile(report.prometheus_text(result, config.name, last_run=result.created), args.textfile)
+    return report.DRIFT if result.drifted else report.NO_DRIFT
+
+
+def _simulate(args) -> int:
+    from monitoring import simulate
+
+    config = load_config(args.config)
+    shifts = simulate.Shifts(args.scale, args.offset, args.move_share, args.new_category, args.missing,
+                             args.label_threshold)
+    try:
+        files = simulate.source_files(config, args.source)
+        path, span = simulate.output_path(config, args.output, args.span)
+        rows, done = simulate.simulate(config, shifts, path, files, args.seed, args.rows)
+    except simulate.SimulateError as error:
+        print(f"tfxline data simulate: {error}", file=sys.stderr)
+        return 1
+    where = f" (span {span})" if span is not None else ""
+    print(f"tfxline data simulate: {rows:,} rows written to {path}{where}; "
+          + ("; ".join(done) if done else "no shifts"))
+    return 0
+
+
+def _flag(parser, name: str, **options) -> None:
+    """A tfxline flag: kebab-case, with its snake_case spelling as an alias."""
+    spellings = [f"--{name}"] + ([f"--{name.replace('-', '_')}"] if "-" in name else [])
+    parser.add_argument(*spellings, **options)
+
+
+def _timestamp(text: str) -> float:
+    import datetime
+
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.datetime.fromisoformat(text.rstrip("Z"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither Unix seconds nor an ISO 8601 time") from None
+    return moment.replace(tzinfo=moment.tzinfo or datetime.timezone.utc).timestamp()
+
+
+def _add_monitor(commands) -> None:
+    monitor = commands.add_parser(
+        "monitor", help="skew and drift of served requests per model version (exit 0 none, 3 drift, 1 error)",
+        description="Compare the logged requests of each model version with the data it was trained on (skew), "
+                    "and the newest window with the previous one and with training (drift). Exit codes: 0 no "
+                    "drift, 3 drift, 1 the requests or training statistics could not be read, 2 config error.")
+    _add_config(monitor)
+    _flag(monitor, "requests", help="request log directory (default: monitoring.request_log_dir, else "
+                                    "<output root>/request_log), or a .tfrecord, .csv or .jsonl file of requests")
+    _flag(monitor, "model-version", type=int, action="append",
+          help="monitor this version only (repeatable); the version of requests that carry none")
+    _flag(monitor, "training-stats", help="training statistics (FeatureStats.pb of a DataProfile or of "
+                                          "--stats-dir) instead of finding them in ML Metadata")
+    _flag(monitor, "window-rows", type=int, help="window size in requests (default: monitoring.window_rows)")
+    _flag(monitor, "window-seconds", type=float, help="windows by time instead: the last S seconds, and the S before")
+    _flag(monitor, "until", type=_timestamp, help="windows by time end here (Unix seconds or ISO 8601 UTC, "
+                                                  "e.g. 2026-11-24T12:00:00; default: now)")
+    _flag(monitor, "json", help="also write the report as JSON to this file")
+    _flag(monitor, "stats-dir", help="also write each window's statistics as TFDV DatasetFeatureStatisticsList files")
+    _flag(monitor, "textfile", help="also write the Prometheus gauges to this file (node-exporter textfile collector)")
+    _flag(monitor, "all-features", action="store_true", help="list every feature, not only the drifted ones")
+    _flag(monitor, "beam", action="store_true", help="compute the statistics with TFDV on Apache Beam, for logs "
+                                                     "that outgrow one machine (windows by time)")
+    _flag(monitor, "beam-arg", action="append", default=[], metavar="FLAG",
+          help="a Beam pipeline option for --beam (repeatable), e.g. --beam-arg=--runner=DataflowRunner")
+    _flag(monitor, "serve", action="store_true", help="keep running: re-check every --interval and serve the "
+                                                      "gauges at http://HOST:PORT/metrics")
+    _flag(monitor, "port", type=int, default=9108, help="metrics port with --serve (default 9108)")
+    _flag(monitor, "host", default="0.0.0.0", help="metrics address with --serve")
+    _flag(monitor, "interval", type=float, default=60.0, help="seconds between checks with --serve (default 60)")
+    monitor.set_defaults(handler=_monitor)
+
+
+def _add_data(commands) -> None:
+    data = commands.add_parser("data", help="data tools", description="Data tools.")
+    data_commands = data.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
+    simulate = data_commands.add_parser(
+        "simulate", help="write a new span from the data with controlled shifts",
+        description="Write a new span (the next one under data.span_pattern, or --output) from the config's "
+                    "data with controlled shifts; the same seed gives the same file byte for byte. Shifts apply "
+                    "in this order: label threshold, scale, offset, share moves, new values, missing values.")
+    _add_config(simulate)
+    _flag(simulate, "source", help="CSV file or directory to start from (default: the config's data, newest span)")
+    _flag(simulate, "output", help="CSV file to write (default: the next span under data.span_pattern)")
+    _flag(simulate, "span", type=int, help="span number to write (default: the newest plus one)")
+    _flag(simulate, "seed", type=int, default=0, help="random seed (default 0)")
+    _flag(simulate, "rows", type=int, help="draw this many rows with replacement (default: every source row once)")
+    _flag(simulate, "scale", action="append", default=[], metavar="FEATURE=FACTOR[@SHARE]",
+          help="multiply a numeric feature, in SHARE of the rows (e.g. trip_miles=40@0.5)")
+    _flag(simulate, "offset", action="append", default=[], metavar="FEATURE=DELTA[@SHARE]",
+          help="add to a numeric feature, in SHARE of the rows")
+    _flag(simulate, "move-share", action="append", default=[], metavar="FEATURE=VALUE:POINTS",
+          help="move a value's share by POINTS percentage points (e.g. payment_type=Cash:+5)")
+    _flag(simulate, "new-category", action="append", default=[], metavar="FEATURE=VALUE:SHARE",
+          help="a new value in SHARE of the rows (e.g. payment_type=Bitcoin:0.05)")
+    _flag(simulate, "missing", action="append", default=[], metavar="FEATURE=SHARE",
+          help="raise a feature's missing values to SHARE of the rows")
+    _flag(simulate, "label-threshold", type=float,
+          help="the label rule's threshold becomes this (concept drift: the label column is rewritten)")
+    simulate.set_defaults(handler=_simulate)
 
 
 # Commands with their own parsers; `edge` imports the LiteRT runtime only, never TensorFlow.
@@ -162,6 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(draft)
     draft.add_argument("--output", required=True, help="schema.pbtxt to write")
     draft.set_defaults(handler=_schema_draft)
+    _add_monitor(commands)
+    _add_data(commands)
 
     score = commands.add_parser(
         "score", help="batch scoring: CSV, TFRecord or request-log files with a pushed version, on Beam",

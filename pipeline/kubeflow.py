@@ -24,7 +24,8 @@ def compile_pipeline(config: PipelineConfig, output_file: str) -> str:
         schema_path=schema_path,
         serving_dir=kubeflow.serving_dir,
         edge_dir=kubeflow.edge_dir,
-        beam_pipeline_args=["--direct_running_mode=multi_processing", "--direct_num_workers=0"])
+        beam_pipeline_args=["--direct_running_mode=multi_processing", "--direct_num_workers=0"],
+        kubeflow=True)
     output_file = os.path.abspath(output_file)
     runner = KubeflowV2DagRunner(
         config=KubeflowV2DagRunnerConfig(default_image=kubeflow.image),

@@ -72,19 +72,21 @@ class ProgressReporter(logging.Handler):
     def __init__(self, total: int, write: Callable[[str], None]):
         super().__init__(logging.INFO)
         self.total, self._write = total, write
-        self._index, self._started, self._cached = 0, 0.0, False
+        self._index, self._started, self._cached, self._skipped = 0, 0.0, False, False
         self.current = None
 
     def emit(self, record: logging.LogRecord) -> None:
         message = record.msg if isinstance(record.msg, str) else ""
         if message == "Component %s is running.":
             self._index += 1
-            self.current, self._started, self._cached = record.args[0], time.monotonic(), False
+            self.current, self._started, self._cached, self._skipped = record.args[0], time.monotonic(), False, False
             self._write(f"[{self._index:2d}/{self.total}] {self.current:<30} running")
         elif message == "A cached execution %d is used.":
             self._cached = True
+        elif message == "Skipping execution for %s":  # a condition (tfx Cond) was false
+            self._skipped = True
         elif message == "Component %s is finished.":
-            state = "cached" if self._cached else "done"
+            state = "skipped" if self._skipped else "cached" if self._cached else "done"
             self._write(f"[{self._index:2d}/{self.total}] {record.args[0]:<30} {state:<7} "
                         f"{time.monotonic() - self._started:6.1f} s")
             self.current = None

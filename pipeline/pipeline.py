@@ -11,14 +11,21 @@ import tensorflow_model_analysis as tfma
 from tfx.components import BulkInferrer, ExampleValidator, SchemaGen, StatisticsGen, Trainer, Transform
 from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
 from tfx.dsl.components.common.resolver import Resolver
+from tfx.dsl.experimental.conditionals.conditional import Cond
+from tfx.dsl.input_resolution.strategies.latest_artifact_strategy import LatestArtifactStrategy
 from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import LatestBlessedModelStrategy
 from tfx.orchestration.pipeline import Pipeline
-from tfx.proto import bulk_inferrer_pb2, example_gen_pb2, pusher_pb2, trainer_pb2, transform_pb2
+from tfx.proto import (bulk_inferrer_pb2, example_gen_pb2, pusher_pb2, range_config_pb2, trainer_pb2,
+                       transform_pb2)
 from tfx.types import Channel, standard_artifacts
 
 from components.anomaly_gate.component import AnomalyGate
 from components.atomic_pusher.component import AtomicPusher
+from components.atomic_pusher.executor import NEW_VERSION
 from components.batched_csv_example_gen.component import BatchedCsvExampleGen
+from components.data_profiler.component import DataProfiler
+from components.drift_baseline.component import DriftBaseline, DriftBaselinePublisher, LatestBaselineStrategy
+from components.drift_gate.component import DriftGate
 from components.evaluator import fairness
 from components.evaluator.component import CrossSliceEvaluator
 from components.tflite_export.component import TFLiteExport
@@ -27,6 +34,7 @@ from config import LOWER_IS_BETTER, PipelineConfig, ReviewConfig, metrics as met
 PREPROCESSING_FN = "trainer.preprocessing.preprocessing_fn"
 RUN_FN = "trainer.run.run_fn"
 RESOLVER_ID = "latest_blessed_model_resolver"
+BASELINE_RESOLVER_ID = "latest_drift_baseline_resolver"
 # Transform writes a TF1 graph instead of a TF2 SavedModel of tf.functions: TF2 mode traces the
 # preprocessing_fn several more times (21 s vs 12 s on the taxi data) for the same transform_fn.
 # The Trainer's TransformFeaturesLayer loads either kind.
@@ -138,8 +146,13 @@ def _fairness_metrics(config: PipelineConfig):
 
 def create_pipeline(config: PipelineConfig, pipeline_root: str, data_path: str, schema_path: Optional[str],
                     serving_dir: str, edge_dir: str, metadata_connection_config=None,
-                    beam_pipeline_args: Optional[List[str]] = None) -> Pipeline:
+                    beam_pipeline_args: Optional[List[str]] = None, kubeflow: bool = False) -> Pipeline:
     pattern = config.data.span_pattern or "*.csv"
+    # TFX's driver resolves {SPAN} (the newest span, or the configured one) and records the span on the
+    # Examples artifact. Its static range must start and end at the same span.
+    span = config.data.span
+    range_config = None if span is None else range_config_pb2.RangeConfig(
+        static_range=range_config_pb2.StaticRange(start_span_number=span, end_span_number=span))
     # CsvExampleGen with the same examples and splits, converted a batch of rows at a time.
     example_gen = BatchedCsvExampleGen(
         input_base=data_path,
@@ -147,7 +160,8 @@ def create_pipeline(config: PipelineConfig, pipeline_root: str, data_path: str, 
             splits=[example_gen_pb2.Input.Split(name="single_split", pattern=pattern)]),
         output_config=example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
             example_gen_pb2.SplitConfig.Split(name=name, hash_buckets=buckets)
-            for name, buckets in config.data.split_buckets.items()]))).with_id("CsvExampleGen")
+            for name, buckets in config.data.split_buckets.items()])),
+        range_config=range_config).with_id("CsvExampleGen")
     statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"])
     if schema_path:
         schema_gen = ImportSchemaGen(schema_file=schema_path)
@@ -157,6 +171,12 @@ def create_pipeline(config: PipelineConfig, pipeline_root: str, data_path: str, 
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
     anomaly_gate = AnomalyGate(anomalies=example_validator.outputs["anomalies"],
                                allowed_anomalies=config.evaluation.allowed_anomalies)
+    # Drift: this span against the training data of the newest pushed model (its DriftBaseline).
+    profiler = DataProfiler(examples=example_gen.outputs["examples"], config=config)
+    baseline_resolver = Resolver(strategy_class=LatestArtifactStrategy if kubeflow else LatestBaselineStrategy,
+                                 baseline=Channel(type=DriftBaseline)).with_id(BASELINE_RESOLVER_ID)
+    drift_gate = DriftGate(profile=profiler.outputs["profile"], baseline=baseline_resolver.outputs["baseline"],
+                           schema=schema_gen.outputs["schema"], config=config)
 
     # The review's settings do not change what is trained: kept out of Transform's and Trainer's cache key.
     trained = config.model_copy(update={"review": ReviewConfig()})
@@ -178,8 +198,9 @@ def create_pipeline(config: PipelineConfig, pipeline_root: str, data_path: str, 
         # input is already a cache hit of the whole component.
         disable_analyzer_cache=True,
         force_tf_compat_v1=TRANSFORM_AS_TF1_GRAPH)
-    # Transform needs no output of the gate, only its success.
+    # Transform needs no output of the gates, only their success.
     transform.add_upstream_node(anomaly_gate)
+    transform.add_upstream_node(drift_gate)
 
     trainer = Trainer(
         run_fn=RUN_FN,
@@ -206,8 +227,13 @@ def create_pipeline(config: PipelineConfig, pipeline_root: str, data_path: str, 
         push_destination=pusher_pb2.PushDestination(filesystem=pusher_pb2.PushDestination.Filesystem(
             base_directory=os.path.join(serving_dir, config.name))),
     ).with_id("Pusher")
-    components = [example_gen, statistics_gen, schema_gen, example_validator, anomaly_gate, transform,
-                  trainer, resolver, evaluator, pusher]
+    # A new pushed version's training data is the next runs' drift baseline (a re-run that re-pushes the
+    # same model publishes nothing, so the baseline, and the drift gate's cache, stay).
+    with Cond(pusher.outputs["pushed_model"].future()[0].custom_property(NEW_VERSION) == 1):
+        baseline_publisher = DriftBaselinePublisher(profile=profiler.outputs["profile"],
+                                                    pushed_model=pusher.outputs["pushed_model"])
+    components = [example_gen, statistics_gen, schema_gen, example_validator, anomaly_gate, profiler,
+                  baseline_resolver, drift_gate, transform, trainer, resolver, evaluator, pusher, baseline_publisher]
     if config.bulk_inferrer.enabled:
         # Predictions of the blessed model for one split, as PredictionLogs in an InferenceResult
         # artifact (nothing is inferred when the model is not blessed).

@@ -1,36 +1,13 @@
 """Cheap checks of the input CSV files before any TFX work: problems that would otherwise
 surface as a Beam stack trace deep inside CsvExampleGen."""
 import csv
-import glob
-import os
-import re
-from typing import List
 
 from config import PipelineConfig
+from config.spans import input_files
 
 
 class DataError(ValueError):
     """The input data cannot be read as the config describes; the message says what to fix."""
-
-
-def _span_regex(span_pattern: str) -> "re.Pattern":
-    """'span-{SPAN}/*.csv' -> a regex over relative paths whose group 1 is the span number."""
-    parts = []
-    for piece in re.split(r"(\{SPAN\}|\*|\?)", span_pattern):
-        parts.append({"{SPAN}": r"(\d+)", "*": "[^/]*", "?": "[^/]"}.get(piece, re.escape(piece)))
-    return re.compile("^" + "".join(parts) + "$")
-
-
-def input_files(config: PipelineConfig) -> List[str]:
-    """The CSV files CsvExampleGen will read: all of them, or the newest span's."""
-    pattern = config.data.span_pattern
-    files = sorted(glob.glob(os.path.join(config.data.path, (pattern or "*.csv").replace("{SPAN}", "*"))))
-    if not pattern or not files:
-        return files
-    span_regex = _span_regex(pattern)
-    spans = {path: int(span_regex.match(os.path.relpath(path, config.data.path)).group(1)) for path in files}
-    newest = max(spans.values())
-    return [path for path in files if spans[path] == newest]
 
 
 ZERO_ONE = {"0", "1", "0.0", "1.0"}
@@ -44,7 +21,8 @@ def check_csv_files(config: PipelineConfig) -> int:
     """Returns the number of data rows; raises DataError naming the file, line and problem."""
     files = input_files(config)
     if not files:
-        raise DataError(f"no CSV files match '{config.data.span_pattern or '*.csv'}' in {config.data.path}")
+        which = f" for span {config.data.span}" if config.data.span is not None else ""
+        raise DataError(f"no CSV files match '{config.data.span_pattern or '*.csv'}'{which} in {config.data.path}")
     required = config.feature_names + [config.label.column]
     rows = 0
     for path in files:

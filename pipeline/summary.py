@@ -23,10 +23,11 @@ def format_summary(summary: dict, seconds: float) -> str:
         lines.append("  anomalies   " + ("none" if not findings else
                                          f"{len(findings)} (allowed by config): " +
                                          "; ".join(f"{f['feature']} {f['kind']}" for f in findings)))
-    drift = summary.get("drift")
-    if drift is not None:
-        lines.append("  drift       " + ("not checked" if not drift["checked"] else
-                                         "beyond threshold: " + ", ".join(drift["exceeded"]) if drift["exceeded"]
+    if "drift_gate" in summary:
+        lines.append("  drift       " + facts.drift_gate_line(summary["drift_gate"]))
+    elif summary.get("drift", {}).get("checked"):
+        drift = summary["drift"]
+        lines.append("  drift       " + ("beyond threshold: " + ", ".join(drift["exceeded"]) if drift["exceeded"]
                                          else "within thresholds"))
     if "evaluation_note" in summary:
         lines.append("  evaluation  " + summary["evaluation_note"])

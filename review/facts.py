@@ -144,6 +144,19 @@ def edge(run: Run) -> Optional[dict]:
     return result
 
 
+def drift_gate_line(drift: dict) -> str:
+    """The drift gate's verdict (components/drift_gate) in one line."""
+    if drift["baseline"] is None:
+        return f"no baseline yet for span {drift['span']} (the first pushed model's data becomes it)"
+    against = f"span {drift['span']} vs span {drift['baseline']['span']} (the served model's data)"
+    findings = drift["findings"]
+    if not findings:
+        return f"none: {against}, {len(drift['features'])} features"
+    details = "; ".join(f"{f['feature']} {f['test']} {f['score']:.3g} > {f['threshold']:.3g} ({f['action']})"
+                        for f in findings)
+    return f"{len(findings)} feature(s) drifted, {against}: {details}"
+
+
 def collect(config: PipelineConfig, run_id: Optional[str] = None, run: Optional[Run] = None,
             evaluation: Optional[tfma_results.Evaluation] = None) -> dict:
     """The facts of a run (the latest without `run_id`); raises ReviewProblem without one."""
@@ -165,6 +178,10 @@ def collect(config: PipelineConfig, run_id: Optional[str] = None, run: Optional[
     if findings is not None:
         summary["anomalies"] = findings
     summary["drift"] = data.drift_verdicts(anomaly_artifacts(run))
+    drift_report = run.output("DriftGate", "report")
+    if drift_report is not None:
+        with open(os.path.join(drift_report.uri, "drift_report.json")) as handle:
+            summary["drift_gate"] = json.load(handle)
     summary["evaluation"] = evaluation_state(run)
     note = evaluation_note(run)
     if note:

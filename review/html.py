@@ -4,7 +4,7 @@ review/report.py; every chart has a table of the same numbers under it."""
 import html
 from typing import Callable, Dict, List, Optional
 
-from review import svg
+from review import facts, svg
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;color:#1b1f24;margin:0;background:#f6f7f9}
@@ -97,7 +97,9 @@ def summary_html(report: dict) -> str:
     facts_rows.append(["anomalies", "not checked (the gate did not run)" if anomalies is None else
                        ("none" if not anomalies else f"{len(anomalies)} (see Data)")])
     drift = s.get("drift") or {}
-    facts_rows.append(["drift", "not checked" if not drift.get("checked") else
+    if "drift_gate" in s:
+        facts_rows.append(["drift gate", _e(facts.drift_gate_line(s["drift_gate"]))])
+    facts_rows.append(["TFDV drift and skew", "not checked" if not drift.get("checked") else
                        (f"beyond threshold: {_e(', '.join(drift['exceeded']))}" if drift["exceeded"]
                         else "within thresholds")])
     facts_rows.append(["components", ", ".join(f"{_e(c['id'])} {_e(c['state'].lower())}" for c in s["components"])])

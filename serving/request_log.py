@@ -1,6 +1,8 @@
 """A sampled log of served predictions for drift monitoring: each sampled example is written as
-a tf.Example holding its raw features plus `model_version` and the model's output, in TFRecord
-files that rotate at a size limit (TFDV and TFMA read them as they read training data)."""
+a tf.Example holding its raw features plus `model_version`, `request_time_ms` (when the request was
+served, milliseconds since the epoch) and the model's output, in TFRecord files that rotate at a size
+limit (TFDV and TFMA read them as they read training data; `monitoring/requests.py` reads them for
+`tfxline monitor`)."""
 import logging
 import os
 import queue
@@ -13,6 +15,10 @@ import numpy as np
 
 log = logging.getLogger("tfxline.serving")
 KEEP_FILES = 10
+VERSION_FEATURE = "model_version"
+TIME_FEATURE = "request_time_ms"
+# <model>.requests.tfrecord is being written; rotated files get a millisecond-timestamp suffix.
+FILE_SUFFIX = ".requests.tfrecord"
 
 
 def _feature(feature, value) -> None:
@@ -28,7 +34,8 @@ def _feature(feature, value) -> None:
         feature.float_list.value.extend(float(v) for v in values)
 
 
-def to_examples(version: int, inputs: Dict[str, np.ndarray], outputs: Dict[str, np.ndarray]) -> list:
+def to_examples(version: int, inputs: Dict[str, np.ndarray], outputs: Dict[str, np.ndarray],
+                time_ms: int = 0) -> list:
     """One serialized tf.Example per row. A request of serialized tf.Examples (one string input)
     is logged as those examples, with the version and outputs added."""
     from tensorflow.core.example import example_pb2
@@ -43,7 +50,8 @@ def to_examples(version: int, inputs: Dict[str, np.ndarray], outputs: Dict[str, 
         else:
             for name, value in inputs.items():
                 _feature(example.features.feature[name], value[row] if np.ndim(value) else value)
-        example.features.feature["model_version"].int64_list.value.append(version)
+        example.features.feature[VERSION_FEATURE].int64_list.value.append(version)
+        example.features.feature[TIME_FEATURE].int64_list.value.append(time_ms)
         for name, value in outputs.items():
             _feature(example.features.feature[name], value[row])
         examples.append(example.SerializeToString())
@@ -65,24 +73,24 @@ class RequestLog:
         if self._random.random() >= self.sample_rate:
             return
         try:
-            self._queue.put_nowait((servable.name, servable.version, signature, inputs, outputs))
+            self._queue.put_nowait((servable.name, servable.version, int(time.time() * 1000), inputs, outputs))
         except queue.Full:
             log.warning("request log queue is full; dropping a sample")
 
     def _path(self, model: str) -> str:
-        return os.path.join(self.directory, f"{model}.requests.tfrecord")
+        return os.path.join(self.directory, model + FILE_SUFFIX)
 
     def _write_forever(self) -> None:
         import tensorflow as tf
 
         writers = {}
         while True:
-            model, version, signature, inputs, outputs = self._queue.get()
+            model, version, time_ms, inputs, outputs = self._queue.get()
             try:
                 path = self._path(model)
                 if model not in writers:
                     writers[model] = tf.io.TFRecordWriter(path)
-                for record in to_examples(version, inputs, outputs):
+                for record in to_examples(version, inputs, outputs, time_ms):
                     writers[model].write(record)
                 writers[model].flush()
                 if os.path.getsize(path) >= self.max_bytes:

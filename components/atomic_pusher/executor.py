@@ -19,6 +19,8 @@ from tfx.utils import io_utils, proto_utils
 
 from serving import layout, release_state
 
+NEW_VERSION = "new_version"
+
 
 class Executor(tfx_pusher_executor.Executor):
     def Do(self, input_dict: Dict[str, List[types.Artifact]], output_dict: Dict[str, List[types.Artifact]],
@@ -32,7 +34,11 @@ class Executor(tfx_pusher_executor.Executor):
         proto_utils.json_to_proto(exec_properties[standard_component_specs.PUSH_DESTINATION_KEY], destination)
         base_directory = destination.filesystem.base_directory.rstrip("/")
 
+        before = {str(v) for v in layout.versions(base_directory)}
         version = release_state.push(model_dir, base_directory, time.time())
         io_utils.copy_dir(model_dir, pushed_model.uri)
         self._MarkPushed(pushed_model, pushed_destination=layout.join(base_directory, version),
                          pushed_version=version)
+        # 0 when this model already was the newest version (a re-run re-blessed it): later steps that act on
+        # a new version only (the drift baseline) are skipped.
+        pushed_model.set_int_custom_property(NEW_VERSION, int(version not in before))

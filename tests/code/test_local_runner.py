@@ -43,3 +43,15 @@ def test_progress_lines_name_component_state_and_time():
     assert lines[0] == "[ 1/2] Trainer                        running"
     assert lines[1].startswith("[ 1/2] Trainer                        cached") and lines[1].endswith(" s")
     assert lines[3] == "[ 2/2] Pusher                         FAILED"
+
+
+def test_a_node_whose_condition_is_false_shows_as_skipped():
+    import logging
+
+    lines = []
+    reporter = local.ProgressReporter(1, lines.append)
+    for message, args in [("Component %s is running.", ("DriftBaselinePublisher",)),
+                          ("Skipping execution for %s", ("DriftBaselinePublisher",)),
+                          ("Component %s is finished.", ("DriftBaselinePublisher",))]:
+        reporter.emit(logging.LogRecord("absl", logging.INFO, __file__, 1, message, args, None))
+    assert lines[1].startswith("[ 1/1] DriftBaselinePublisher         skipped")

@@ -12,8 +12,8 @@ import pytest
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("config", "metadata", "pipeline", "components", "review", "scoring", "trainer", "schema",
-            "serving")
+PACKAGES = ("config", "metadata", "pipeline", "components", "review", "scoring", "trainer", "monitoring",
+            "schema", "serving")
 
 
 def dockerfile_steps():

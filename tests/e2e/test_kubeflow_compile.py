@@ -22,9 +22,12 @@ def test_compiles_to_a_v2_pipeline_spec(tmp_path):
     assert spec["pipelineInfo"]["name"] == "taxi"
     tasks = spec["root"]["dag"]["tasks"]
     for component in ("CsvExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "AnomalyGate",
-                      "Transform", "Trainer", "Evaluator", "Pusher", "TFLiteExport"):
+                      "DataProfiler", "DriftGate", "Transform", "Trainer", "Evaluator", "Pusher",
+                      "DriftBaselinePublisher", "TFLiteExport", "latest_drift_baseline_resolver"):
         assert component in tasks, component
-    assert "AnomalyGate" in tasks["Transform"]["dependentTasks"]
+    assert {"AnomalyGate", "DriftGate"} <= set(tasks["Transform"]["dependentTasks"])
+    # The drift baseline is published only when the Pusher published a new version.
+    assert "['new_version'] == 1" in tasks["DriftBaselinePublisher"]["triggerPolicy"]["condition"]
     assert any(name.startswith("latest_blessed_model_resolver") for name in tasks)
     images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values() if "container" in e}
     assert images == {config.kubeflow.image}

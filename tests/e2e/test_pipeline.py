@@ -13,7 +13,8 @@ from tests.helpers import eval_examples, progress_fields, pushed_versions, store
 pytestmark = pytest.mark.e2e
 
 COMPONENTS = ["CsvExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "AnomalyGate",
-              "Transform", "Trainer", "latest_blessed_model_resolver", "Evaluator", "Pusher", "TFLiteExport"]
+              "DataProfiler", "latest_drift_baseline_resolver", "DriftGate", "Transform", "Trainer",
+              "latest_blessed_model_resolver", "Evaluator", "Pusher", "DriftBaselinePublisher", "TFLiteExport"]
 _STATE = metadata_store_pb2.Execution.State
 
 
@@ -22,9 +23,16 @@ def test_every_component_ran_and_is_recorded_in_mlmd(taxi_run):
     assert sorted(executions) == sorted(COMPONENTS)
     for component in COMPONENTS:
         assert executions[component][0].last_known_state == _STATE.COMPLETE, component
-    assert [progress_fields(line)[0] for line in taxi_run.output if line.endswith("running")] == [
-        "CsvExampleGen", "ImportSchemaGen", "latest_blessed_model_resolver", "StatisticsGen",
-        "ExampleValidator", "AnomalyGate", "Transform", "Trainer", "Evaluator", "Pusher", "TFLiteExport"]
+    started = [progress_fields(line)[0] for line in taxi_run.output if line.endswith("running")]
+    assert sorted(started) == sorted(COMPONENTS)
+    order = {name: index for index, name in enumerate(started)}
+    for before, after in [("CsvExampleGen", "StatisticsGen"), ("StatisticsGen", "ExampleValidator"),
+                          ("ExampleValidator", "AnomalyGate"), ("CsvExampleGen", "DataProfiler"),
+                          ("DataProfiler", "DriftGate"), ("latest_drift_baseline_resolver", "DriftGate"),
+                          ("AnomalyGate", "Transform"), ("DriftGate", "Transform"), ("Transform", "Trainer"),
+                          ("Trainer", "Evaluator"), ("Evaluator", "Pusher"), ("Pusher", "DriftBaselinePublisher"),
+                          ("Pusher", "TFLiteExport")]:
+        assert order[before] < order[after], (before, after)
 
 
 def test_blessed_model_is_pushed_in_tf_serving_layout(taxi_run):
@@ -58,19 +66,23 @@ def test_summary_reports_rows_metrics_blessing_and_push(taxi_run):
 
 
 def test_reruns_reuse_executions(taxi_run):
-    """Run 2 reuses everything up to the Trainer; its Evaluator runs once more because the
-    first blessed model now exists as a baseline (an input change). Run 3 reuses everything."""
+    """Run 2 reuses everything up to the Trainer; its Evaluator runs once more because the first blessed
+    model now exists as a baseline (an input change), and its DriftGate because run 1 published the first
+    drift baseline. Its Pusher finds the same model already published, so no new baseline is published
+    (the DriftBaselinePublisher's condition is false). Run 3 reuses everything."""
     from tests.conftest import run_pipeline
 
     versions_before = pushed_versions(taxi_run.config)
     store = store_for(taxi_run.config)
-    for expected_new in (["Evaluator", "Pusher", "TFLiteExport", "latest_blessed_model_resolver"],
-                         ["latest_blessed_model_resolver"]):
+    resolvers = ["latest_blessed_model_resolver", "latest_drift_baseline_resolver"]
+    for expected_new in (sorted(["Evaluator", "Pusher", "TFLiteExport", "DriftGate"] + resolvers), resolvers):
         _, lines, error = run_pipeline(taxi_run.root / "config.yaml")
         assert error is None
         latest = runs.latest_run(store, taxi_run.config.name)
-        # The resolver is a system node: it resolves again on every run and has no cache.
+        # Resolvers are system nodes: they resolve again on every run and have no cache.
         assert sorted(name for name, run in latest.items() if not run.cached) == expected_new
-        assert sum(progress_fields(line)[1] == "cached" for line in lines) == len(COMPONENTS) - len(expected_new)
+        states = {progress_fields(line)[0]: progress_fields(line)[1] for line in lines if not line.endswith("running")}
+        assert states["DriftBaselinePublisher"] == "skipped"
+        assert sum(state == "cached" for state in states.values()) == len(COMPONENTS) - len(expected_new) - 1
     assert summary.collect(taxi_run.config)["has_baseline"]
     assert pushed_versions(taxi_run.config) == versions_before  # the same model is not pushed twice

@@ -1,6 +1,7 @@
 """Options for deployments outside a trusted network and for drift monitoring: TLS on REST and
 gRPC with the client verifying the certificate, and the sampled request log."""
 import glob
+import re
 import subprocess
 
 import pytest
@@ -54,13 +55,21 @@ def test_request_log_keeps_a_sample_as_tf_examples(half_plus_models, tmp_path):
                                signature_name="serving_default")
         for value in range(40):
             client.predict([{"x": [float(value)]}])
-        files = wait_until(lambda: len(glob.glob(str(tmp_path / "requests" / "*"))) > 1 and sorted(
-            glob.glob(str(tmp_path / "requests" / "*"))), timeout=30)
+
+        def logged():
+            files = sorted(glob.glob(str(tmp_path / "requests" / "*")))
+            try:
+                return files if sum(1 for _ in tf.data.TFRecordDataset(files)) == 40 else None
+            except (tf.errors.NotFoundError, tf.errors.DataLossError):  # rotated or being written meanwhile
+                return None
+
+        # Every sample is written once the log holds all 40; at 2,000 bytes a file, some rotated.
+        files = wait_until(logged, timeout=30)
     finally:
         server.stop()
     examples = [tf.train.Example.FromString(record.numpy()) for record in tf.data.TFRecordDataset(files)]
-    assert 0 < len(examples) <= 40
+    assert len(examples) == 40
     features = [e.features.feature for e in examples]
     assert all(f["model_version"].int64_list.value == [2] for f in features)
     assert all(f["y"].float_list.value[0] == 0.5 * f["x"].float_list.value[0] + 3 for f in features)
-    assert any(name.endswith(".tfrecord") for name in files) and any(not name.endswith(".tfrecord") for name in files)
+    assert len(files) > 1 and all(re.fullmatch(r".*/half_plus_two\.requests\.tfrecord(\.\d+)?", f) for f in files)
