@@ -1,7 +1,8 @@
 """tfxline: a TFX 1.16 pipeline, TF Serving-compatible serving and a TFLite edge runtime."""
 from setuptools import find_packages, setup
 
-PACKAGES = ("config", "metadata", "pipeline", "components", "trainer", "schema", "serving")
+# `tfxline` and `system` hold artifact types that TFX's entrypoint imports by name in Kubeflow pods.
+PACKAGES = ("config", "metadata", "pipeline", "components", "trainer", "schema", "serving", "tfxline", "system")
 
 setup(
     name="tfxline",

@@ -40,13 +40,22 @@ def _overall_metrics(uri: str, model_name: Optional[str]) -> dict:
     return next((values for slice_key, values in _slices(uri, model_name) if slice_key == ()), {})
 
 
+def _has_baseline(run: dict) -> bool:
+    """Whether the run's Evaluator compared with a baseline: a ServingBaseline output that holds a
+    version (local runs, Kubeflow), or a model that the resolver found (Vertex)."""
+    from pipeline.pipeline import RESOLVER_ID, SERVING_BASELINE_ID
+
+    if SERVING_BASELINE_ID in run:
+        model = run[SERVING_BASELINE_ID].output("model")
+        return model is not None and _int_property(model, "serving_version") not in (None, 0)
+    return RESOLVER_ID in run and bool(run[RESOLVER_ID].outputs.get("model"))
+
+
 def slice_metrics(config: PipelineConfig) -> list:
     """The candidate's metrics on every slice of the latest evaluation, for reviewers:
     [{"slice": "trip_start_hour=7", "auc": ..., ...}], the whole split first."""
-    from pipeline.pipeline import RESOLVER_ID
-
     run = runs.latest_run(store.open_store(config), config.name)
-    has_baseline = bool(run[RESOLVER_ID].outputs.get("model"))
+    has_baseline = _has_baseline(run)
     rows = [{"slice": ", ".join(f"{k}={v}" for k, v in key) or "(all eval rows)", **values}
             for key, values in _slices(run["Evaluator"].output("evaluation").uri,
                                        "candidate" if has_baseline else None)]
@@ -84,8 +93,6 @@ def _validation_failures(evaluation_uri: str) -> list:
 
 
 def collect(config: PipelineConfig) -> dict:
-    from pipeline.pipeline import RESOLVER_ID
-
     run = runs.latest_run(store.open_store(config), config.name)
     summary = {
         "pipeline": config.name,
@@ -99,7 +106,7 @@ def collect(config: PipelineConfig) -> dict:
             summary["anomalies"] = json.load(handle)["findings"]
     if "Evaluator" in run:
         evaluation_uri = run["Evaluator"].output("evaluation").uri
-        has_baseline = bool(run[RESOLVER_ID].outputs.get("model")) if RESOLVER_ID in run else False
+        has_baseline = _has_baseline(run)
         summary["has_baseline"] = has_baseline
         summary["metrics"] = _metrics(config, evaluation_uri, has_baseline)
         summary["validation_failures"] = _validation_failures(evaluation_uri)

@@ -12,7 +12,7 @@ import pytest
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("config", "metadata", "pipeline", "components", "trainer", "schema", "serving")
+PACKAGES = ("config", "metadata", "pipeline", "components", "trainer", "schema", "serving", "tfxline", "system")
 
 
 def dockerfile_steps():
