@@ -20,9 +20,9 @@ if TYPE_CHECKING:
 FLINK_VERSIONS = ("1.15", "1.16", "1.17", "1.18")
 # The pipeline's components that run Beam jobs: the keys `beam.component_args` accepts.
 BEAM_COMPONENTS = ("CsvExampleGen", "StatisticsGen", "Transform", "Evaluator")
-# Beam's SDK image for this Beam version. DirectRunner never starts it; naming an image only keeps
-# TFX from building an sdist of itself for remote workers before every Beam component (~1.4 s).
-# The default image of DOCKER environments when no pipeline image is given.
+# Beam's SDK image for this Beam version, for DOCKER environments when no pipeline image is given.
+# DirectRunner never starts an image: naming one only keeps TFX from building an sdist of itself
+# for remote workers before every Beam component (~1.4 s).
 BEAM_SDK_IMAGE = "apache/beam_python3.10_sdk:2.59.0"
 # Beam pickles every DoFn when a pipeline starts and unpickles it to run it (a few thousand times a
 # run): cloudpickle took 1.6 s where the default, dill, took 2.7 s. Workers read the choice from the
@@ -32,6 +32,7 @@ BUILT_IN_PROFILES = {
     "in_process": {"runner": "DirectRunner", "workers": 1},
     "multi_process": {"runner": "DirectRunner", "workers": 0},
 }
+_ENVIRONMENT_FLAGS = ("environment_type", "environment_config", "sdk_worker_parallelism")
 _HOST_PORT = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
 
 
@@ -78,7 +79,8 @@ class _PortableEnvironment(_Profile):
                 raise ValueError("environment_type EXTERNAL needs environment_config: the worker pool's host:port")
             _host_port(self.environment_config)
         if self.environment_type == "PROCESS" and not self.environment_config:
-            raise ValueError('environment_type PROCESS needs environment_config, e.g. {"command": "/opt/apache/beam/boot"}')
+            raise ValueError("environment_type PROCESS needs environment_config, e.g. "
+                             '{"command": "/opt/apache/beam/boot"}')
         if self.environment_type == "LOOPBACK" and self.environment_config:
             raise ValueError("environment_type LOOPBACK takes no environment_config")
         return self
@@ -104,13 +106,13 @@ class DirectProfile(_Profile):
             mode = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
         else:
             mode = ["--direct_running_mode=multi_processing", f"--direct_num_workers={self.workers}"]
-        return ["--runner=DirectRunner", *mode, f"--sdk_container_image={BEAM_SDK_IMAGE}"]
+        return ["--runner=DirectRunner", *mode, f"--sdk_container_image={image or BEAM_SDK_IMAGE}"]
 
 
 class PortableProfile(_PortableEnvironment):
     runner: Literal["PortableRunner"]
     job_endpoint: str
-    OWNED_FLAGS: ClassVar[Tuple[str, ...]] = ("runner", "job_endpoint", "environment_type", "environment_config", "sdk_worker_parallelism")
+    OWNED_FLAGS: ClassVar[Tuple[str, ...]] = ("runner", "job_endpoint", *_ENVIRONMENT_FLAGS)
 
     @field_validator("job_endpoint")
     @classmethod
@@ -156,8 +158,8 @@ class FlinkProfile(_JavaJobServer):
     flink_master: str = "[auto]"
     flink_version: str = FLINK_VERSIONS[-1]
     parallelism: Optional[int] = Field(default=None, ge=1)
-    OWNED_FLAGS: ClassVar[Tuple[str, ...]] = ("runner", "job_endpoint", "environment_type", "environment_config", "sdk_worker_parallelism",
-              "flink_master", "flink_version", "flink_job_server_jar", "parallelism")
+    OWNED_FLAGS: ClassVar[Tuple[str, ...]] = ("runner", "job_endpoint", *_ENVIRONMENT_FLAGS, "flink_master",
+                                              "flink_version", "flink_job_server_jar", "parallelism")
 
     @field_validator("flink_version", mode="before")
     @classmethod
@@ -178,8 +180,8 @@ class FlinkProfile(_JavaJobServer):
 class SparkProfile(_JavaJobServer):
     runner: Literal["SparkRunner"]
     spark_master_url: str = "local[4]"
-    OWNED_FLAGS: ClassVar[Tuple[str, ...]] = ("runner", "job_endpoint", "environment_type", "environment_config", "sdk_worker_parallelism",
-              "spark_master_url", "spark_job_server_jar")
+    OWNED_FLAGS: ClassVar[Tuple[str, ...]] = ("runner", "job_endpoint", *_ENVIRONMENT_FLAGS, "spark_master_url",
+                                              "spark_job_server_jar")
 
     def args(self, image: Optional[str]) -> List[str]:
         if self.job_endpoint:
@@ -203,8 +205,9 @@ class DataflowProfile(_Profile):
     # Left out: the config's kubeflow.image. Another image is refused: workers without tfxline's
     # code fail on its DoFns (No module named ...).
     sdk_container_image: Optional[str] = None
-    OWNED_FLAGS: ClassVar[Tuple[str, ...]] = ("runner", "project", "region", "temp_location", "staging_location", "service_account_email",
-              "max_num_workers", "machine_type", "sdk_container_image")
+    OWNED_FLAGS: ClassVar[Tuple[str, ...]] = ("runner", "project", "region", "temp_location", "staging_location",
+                                              "service_account_email", "max_num_workers", "machine_type",
+                                              "sdk_container_image")
 
     @field_validator("temp_location", "staging_location")
     @classmethod

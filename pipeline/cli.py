@@ -4,7 +4,23 @@ import argparse
 import sys
 from typing import List, Optional
 
-from config import DEFAULT_CONFIG, ConfigError, load_config, speedups
+from config import DEFAULT_CONFIG, KUBEFLOW_TARGETS, ConfigError, load_config, parse_config, speedups
+from metadata.errors import MetadataError
+from pipeline.kubeflow import KubeflowError
+from pipeline.spec_runner import SpecRunError
+from pipeline.submit import SubmitError
+
+# Problems these commands phrase as one line with what to do.
+COMMAND_ERRORS = (KubeflowError, SubmitError, SpecRunError, MetadataError)
+
+
+DEFAULT_SPEC = "tfxline_pipeline.yaml"
+
+
+def _add_target(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--target", choices=KUBEFLOW_TARGETS,
+                        help="kubeflow (open-source KFP) or vertex (Vertex AI Pipelines); default: kubeflow.target")
+    parser.add_argument("--image", help="the image every component runs (default: kubeflow.image)")
 
 
 def _add_config(parser: argparse.ArgumentParser) -> None:
@@ -13,16 +29,27 @@ def _add_config(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--verbose", action="store_true", help="show TFX, Beam and TensorFlow logs")
 
 
+def _with_beam_profile(config, profile):
+    """The config with another `beam.profile` (validated by the config's own rules)."""
+    if profile is None:
+        return config
+    raw = config.model_dump(by_alias=True)
+    raw["beam"]["profile"] = profile
+    return parse_config(raw, "--beam-profile")
+
+
 def _run(args) -> int:
+    from metadata import store
     from pipeline.preflight import check_csv_files, DataError
     from pipeline import local, summary
 
-    config = load_config(args.config)
+    config = _with_beam_profile(load_config(args.config), args.beam_profile)
     try:
         rows = check_csv_files(config)
     except DataError as error:
         print(f"tfxline: data error: {error}", file=sys.stderr)
         return 1
+    store.check_store(config)
     print(f"tfxline run: pipeline '{config.name}' ({config.task}) on {rows:,} rows from {config.data.path}")
     print(f"             output {local.pipeline_root(config)}, serving {config.output.serving}")
     try:
@@ -40,11 +67,59 @@ def _run(args) -> int:
 
 
 def _compile(args) -> int:
-    from pipeline.kubeflow import compile_pipeline
+    from pipeline import kubeflow
 
     config = load_config(args.config)
-    path = compile_pipeline(config, args.output)
-    print(f"tfxline compile: Kubeflow Pipelines V2 spec written to {path}")
+    target = kubeflow.target_of(config, args.target)
+    image = kubeflow.image_of(config, args.image)
+    if args.spec:
+        spec = kubeflow.read_spec(args.spec)
+        _check(config, spec, target, image, args.spec, args.verbose)
+        print(f"tfxline compile: {args.spec} passes every check for target {target}")
+        return 0
+    spec = kubeflow.build_spec(config, target, image)
+    if args.check:
+        _check(config, spec, target, image, "the compiled spec", args.verbose)
+    path = kubeflow.write_spec(spec, args.output)
+    checked = ", checked" if args.check else ""
+    print(f"tfxline compile: Kubeflow Pipelines spec for target {target} (schema {spec['schemaVersion']}, "
+          f"{len(spec['root']['dag']['tasks'])} tasks{checked}) written to {path}")
+    print(f"  parameters: {kubeflow.parameter_summary(spec)}")
+    return 0
+
+
+def _check(config, spec, target, image, what, verbose: bool) -> None:
+    from pipeline import kubeflow, spec_lint
+
+    problems = spec_lint.lint(spec, config, target, image)
+    if verbose:
+        for problem in problems:
+            print(f"  {problem}", file=sys.stderr)
+    if problems:
+        more = f" (and {len(problems) - 1} more; --verbose lists them)" if len(problems) > 1 else ""
+        raise kubeflow.KubeflowError(f"{what} is not a spec for target {target}: {problems[0]}{more}")
+
+
+def _submit(args) -> int:
+    from pipeline import kubeflow, submit
+
+    config = load_config(args.config)
+    target = kubeflow.target_of(config, args.target)
+    image = kubeflow.image_of(config, args.image)
+    spec = kubeflow.read_spec(args.spec)
+    parameters = submit.parse_parameters(spec, args.param)
+    endpoint = args.endpoint or config.kubeflow.endpoint
+    if not endpoint:
+        raise kubeflow.KubeflowError("no Kubeflow Pipelines endpoint: set kubeflow.endpoint or pass --endpoint")
+    token = submit.token_from(config, args.token_env)
+    submit.check_endpoint(endpoint, token)
+    _check(config, spec, target, image, args.spec, args.verbose)
+    experiment = args.experiment or config.kubeflow.experiment
+    done = submit.submit(config, args.spec, spec, endpoint, experiment, args.namespace or config.kubeflow.namespace,
+                         token, parameters, args.run_name)
+    state = "reused (the same spec was uploaded before)" if done.version_reused else "uploaded"
+    print(f"tfxline submit: pipeline '{config.name}' version {done.version_name} {state} at {endpoint}")
+    print(f"tfxline submit: run '{done.run_name}' ({done.run_id}) started in experiment '{experiment}': {done.url}")
     return 0
 
 
@@ -72,13 +147,37 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the pipeline locally (Beam DirectRunner, SQLite MLMD)",
                               description="Run every component locally and print a summary.")
     _add_config(run)
+    run.add_argument("--beam-profile", "--beam_profile", dest="beam_profile",
+                     help="the Beam profile to run on (default: the config's beam.profile)")
     run.set_defaults(handler=_run)
 
-    compile_ = commands.add_parser("compile", help="compile the pipeline for Kubeflow Pipelines (V2 YAML)",
-                                   description="Write a KFP V2 PipelineSpec YAML for the config.")
+    compile_ = commands.add_parser(
+        "compile", help="compile the pipeline for Kubeflow Pipelines (V2 spec YAML)",
+        description="Write the Kubeflow Pipelines spec (schema 2.1) for the config's target; --check also checks it "
+                    "(schema, images, commands, edges, parameters, paths, the target's rules) before writing.")
     _add_config(compile_)
-    compile_.add_argument("--output", default="tfxline_pipeline.yaml", help="YAML file to write")
+    compile_.add_argument("--output", default=DEFAULT_SPEC, help=f"YAML file to write (default {DEFAULT_SPEC})")
+    _add_target(compile_)
+    compile_.add_argument("--check", action="store_true", help="check the spec; write it only if it passes")
+    compile_.add_argument("--spec", help="check this spec file instead of compiling (implies --check)")
     compile_.set_defaults(handler=_compile)
+
+    submit_ = commands.add_parser(
+        "submit", help="upload the compiled spec to Kubeflow Pipelines and start a run",
+        description="Check the spec, upload it as a version of the config's pipeline and start a run (kfp.Client).")
+    _add_config(submit_)
+    submit_.add_argument("--spec", default=DEFAULT_SPEC, help=f"the compiled spec (default {DEFAULT_SPEC})")
+    _add_target(submit_)
+    submit_.add_argument("--endpoint", help="the KFP API (default: kubeflow.endpoint)")
+    submit_.add_argument("--experiment", help="experiment of the run (default: kubeflow.experiment)")
+    submit_.add_argument("--namespace",
+                         help="profile namespace of a multi-user deployment (default: kubeflow.namespace)")
+    submit_.add_argument("--token-env", "--token_env", dest="token_env",
+                         help="environment variable with a bearer token (default: kubeflow.token_env)")
+    submit_.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                         help="a run-time parameter, e.g. train_epochs=10 (repeatable)")
+    submit_.add_argument("--run-name", "--run_name", dest="run_name", help="the run's name (default: name and time)")
+    submit_.set_defaults(handler=_submit)
 
     schema = commands.add_parser("schema", help="schema tools", description="Schema tools.")
     schema_commands = schema.add_subparsers(dest="schema_command", required=True, metavar="SUBCOMMAND")
@@ -110,6 +209,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     except ConfigError as error:
         print(f"tfxline: config error: {error}", file=sys.stderr)
         return 2
+    except COMMAND_ERRORS as error:
+        if verbose:
+            raise
+        print(f"{command}: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"{command}: interrupted", file=sys.stderr)
         return 130

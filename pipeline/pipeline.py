@@ -8,7 +8,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import tensorflow_model_analysis as tfma
 # Not `tfx.v1`: it also imports TFX's Google Cloud extensions (Vertex AI and BigQuery clients),

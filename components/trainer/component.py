@@ -28,4 +28,5 @@ class Trainer(base_component.BaseComponent):
         super().__init__(spec=TrainerSpec(
             examples=examples, transform_graph=transform_graph, schema=schema, run_fn=run_fn,
             train_args=train_args, eval_args=eval_args, custom_config=json_utils.dumps(custom_config), epochs=epochs,
-            model=types.Channel(type=standard_artifacts.Model), model_run=types.Channel(type=standard_artifacts.ModelRun)))
+            model=types.Channel(type=standard_artifacts.Model),
+            model_run=types.Channel(type=standard_artifacts.ModelRun)))
