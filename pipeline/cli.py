@@ -57,9 +57,8 @@ def _run(args) -> int:
     except Exception as error:  # the failing component's own error, shown without a stack trace
         if args.verbose:
             raise
-        print(f"\ntfxline: the pipeline stopped: {type(error).__name__}: {error}", file=sys.stderr)
-        if not args.verbose:
-            print("(run again with --verbose for the full logs)", file=sys.stderr)
+        print(f"\ntfxline: the pipeline stopped: {local.failure_line(error, config)}", file=sys.stderr)
+        print("(run again with --verbose for the full logs)", file=sys.stderr)
         return 1
     print()
     print(summary.format_summary(summary.collect(config), seconds))

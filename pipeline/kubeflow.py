@@ -61,7 +61,7 @@ def _pod_uri(field: str, value: str, schemes: Optional[tuple] = None) -> None:
                             "what the pipeline reads there")
     if schemes and match.group(1) not in schemes:
         raise KubeflowError(f"kubeflow.{field} '{value}': KFP's launcher stores artifacts in "
-                            f"{', '.join(s + '://' for s in schemes)} only")
+                            f"{', '.join(s + '://' for s in schemes)} only; use a bucket in one of those")
 
 
 def check_config(config: PipelineConfig, target: str) -> None:
@@ -103,14 +103,14 @@ def target_pipeline(config: PipelineConfig, target: str, image: str):
 
 def build_spec(config: PipelineConfig, target: Optional[str] = None, image: Optional[str] = None) -> dict:
     """The PipelineSpec (as a dict) that `tfxline compile` writes."""
+    target = target_of(config, target)
+    image = image_of(config, image)
+    check_config(config, target)
     # Not `tfx.v1`: it also imports TFX's Google Cloud extensions, which this compile never uses.
     from tfx.orchestration.kubeflow.v2.kubeflow_v2_dag_runner import KubeflowV2DagRunner, KubeflowV2DagRunnerConfig
 
     from pipeline.pipeline import run_parameters
 
-    target = target_of(config, target)
-    image = image_of(config, image)
-    check_config(config, target)
     # Schema 2.1 for both targets: the open-source driver resolves only its constants, and only
     # with it do RuntimeParameters compile to YAML (2.0 raises KeyError: 'parameterType').
     runner = KubeflowV2DagRunner(config=KubeflowV2DagRunnerConfig(default_image=image, use_pipeline_spec_2_1=True))

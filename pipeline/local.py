@@ -39,6 +39,18 @@ def beam_pipeline_args(config: PipelineConfig) -> List[str]:
     return beam.pipeline_args(config, image=config.kubeflow.image)
 
 
+def failure_line(error: BaseException, config: PipelineConfig) -> str:
+    """A failed run's cause in one line. A Beam job that failed on its workers carries their whole
+    traceback; its last line is the cause. Workers that cannot import tfxline's code break the
+    image contract of remote runners, which the line then names."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    cause = lines[-1] if len(lines) > 1 else f"{type(error).__name__}: {lines[0] if lines else ''}"
+    if "No module named" in cause and not speedups.workers_in_process(beam_pipeline_args(config)):
+        cause += (" in the Beam workers: they must run where tfxline is installed (the pipeline image; for "
+                  "environment_type EXTERNAL, start the worker pool from it)")
+    return cause
+
+
 def build_local_pipeline(config: PipelineConfig):
     from components.serving_baseline.executor import stable_version
     from pipeline.pipeline import create_pipeline

@@ -42,7 +42,7 @@ COMMANDS = dict(subcommands((), cli.build_parser()))
 
 def test_every_documented_command_exists():
     names = {" ".join(words) for words in COMMANDS}
-    assert {"run", "compile", "schema draft", "serve", "release status", "release canary", "release promote",
+    assert {"run", "compile", "submit", "schema draft", "serve", "release status", "release canary", "release promote",
             "release rollback", "release clear-canary", "edge predict", "edge serve"} <= names
 
 
@@ -73,6 +73,8 @@ def test_flags_follow_one_spelling_rule(words):
     (["schema", "draft", "--config", "/no/such.yaml", "--output", "x.pbtxt"], "config error"),
     (["run", "--config", "/no/such.yaml"], "config error"),
     (["serve"], "give --model_base_path"),
+    (["submit", "--spec", "/no/such.yaml"], "tfxline submit: /no/such.yaml: no such spec file"),
+    (["compile", "--spec", "/no/such.yaml"], "tfxline compile: /no/such.yaml: no such spec file"),
     (["release", "status", "--serving-dir", "/no/such/dir"], "no models.config in /no/such/dir"),
     (["edge", "predict", "rows.csv", "--edge-dir", "/no/such/dir"], "no loadable model"),
 ])
