@@ -1,8 +1,10 @@
 """The pipeline's ML Metadata store, from the config: SQLite under the output root, or MySQL/MariaDB
 for a store shared by several machines. The password comes from a file or the environment, never
 from the config itself, and never into a compiled Kubeflow spec (Kubeflow keeps its own store)."""
+import contextlib
 import os
 import socket
+import sys
 
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
@@ -53,12 +55,26 @@ def check_store(config: PipelineConfig, timeout: float = 5) -> None:
         raise MetadataError(f"cannot reach the {where} ({error.strerror or error}); check metadata.host and "
                             "metadata.port, and that the server runs") from None
     try:
-        metadata_store.MetadataStore(connection_config(config))
+        with _native_stderr_discarded():  # MLMD's C++ logs a refused login to file descriptor 2
+            metadata_store.MetadataStore(connection_config(config))
     except Exception as error:  # MLMD raises its own status errors for refused logins and missing grants
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        detail = (str(error).strip().splitlines() or [type(error).__name__])[0].split(", error:")[0].rstrip(":, ")
+        source = settings.password_file or "$" + settings.password_env
         raise MetadataError(f"the {where} refused database '{settings.database}' for user '{settings.user}' "
-                            f"({first}); check the password ({settings.password_file or '$' + settings.password_env}) "
-                            "and the user's grants") from None
+                            f"({detail}); check the password ({source}) and the user's grants") from None
+
+
+@contextlib.contextmanager
+def _native_stderr_discarded():
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def open_store(config: PipelineConfig) -> metadata_store.MetadataStore:
