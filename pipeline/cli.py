@@ -122,6 +122,29 @@ def _submit(args) -> int:
     return 0
 
 
+def _dry_run(args) -> int:
+    from pipeline import kubeflow, spec_runner, submit
+
+    config = load_config(args.config)
+    target = kubeflow.target_of(config, args.target)
+    image = kubeflow.image_of(config, args.image)
+    spec = kubeflow.read_spec(args.spec)
+    parameters = submit.parse_parameters(spec, args.param)
+    _check(config, spec, target, image, args.spec, args.verbose)
+    store = spec_runner.ObjectStore(args.store)
+    if args.seed:
+        for uri in spec_runner.seed(store, config):
+            print(f"tfxline dry-run: seeded {uri} ({store.local(uri)})")
+    run, record = spec_runner.dry_run(config, spec, store, target, parameters)
+    print(f"tfxline dry-run: {len(run.tasks)} tasks of {args.spec} in {run.seconds:.1f} s (run {run.run_id}); "
+          f"its record: {record}")
+    pushed = run.artifact("Pusher", "pushed_model") if "Pusher" in run.tasks else None
+    if pushed and pushed.get("metadata", {}).get("pushed"):
+        destination = pushed["metadata"]["pushed_destination"]
+        print(f"tfxline dry-run: pushed {destination} ({store.local(destination)})")
+    return 0
+
+
 def _schema_draft(args) -> int:
     from schema.curate import draft_schema, write_schema
 
@@ -177,6 +200,21 @@ def build_parser() -> argparse.ArgumentParser:
                          help="a run-time parameter, e.g. train_epochs=10 (repeatable)")
     submit_.add_argument("--run-name", "--run_name", dest="run_name", help="the run's name (default: name and time)")
     submit_.set_defaults(handler=_submit)
+
+    dry_run = commands.add_parser(
+        "dry-run", help="run the compiled spec here, task by task, as Kubeflow Pipelines runs it",
+        description="Check the spec, then run every task as its pod would (a process with the container's command "
+                    "and arguments), with a local directory standing in for the bucket: gs://B/P is STORE/gcs/B/P.")
+    _add_config(dry_run)
+    dry_run.add_argument("--spec", default=DEFAULT_SPEC, help=f"the compiled spec (default {DEFAULT_SPEC})")
+    dry_run.add_argument("--store", required=True, help="the directory standing in for the object stores")
+    dry_run.add_argument("--seed", action="store_true",
+                         help="copy the config's CSV files and curated schema to kubeflow.data_path and schema_path "
+                              "in the store where they are missing")
+    _add_target(dry_run)
+    dry_run.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                         help="a run-time parameter, e.g. train_epochs=1 (repeatable)")
+    dry_run.set_defaults(handler=_dry_run)
 
     schema = commands.add_parser("schema", help="schema tools", description="Schema tools.")
     schema_commands = schema.add_subparsers(dest="schema_command", required=True, metavar="SUBCOMMAND")

@@ -32,13 +32,15 @@ import sys
 import threading
 import time
 import uuid
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 
 STORE_DIRECTORIES = {"gs": "gcs", "s3": "s3", "minio": "minio"}
 EXECUTOR_LOGS = "executor-logs"
 _URI_PREFIX = re.compile(r"\b(gs|s3|minio)://")
 RECORD_FILE = "runs.jsonl"
+# Each run's tasks (their commands, ExecutorInputs and outputs), as `tfxline dry-run` writes them.
+RUNS_DIRECTORY = ".tfxline-dry-runs"
 
 
 class SpecRunError(RuntimeError):
@@ -83,6 +85,17 @@ class SpecRun:
     def artifact(self, task: str, key: str) -> Optional[dict]:
         artifacts = self.tasks[task].outputs.get(key) or []
         return artifacts[0] if artifacts else None
+
+    def write(self, path: str) -> None:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as handle:
+            json.dump(dataclasses.asdict(self), handle, indent=1)
+
+    @classmethod
+    def read(cls, path: str) -> "SpecRun":
+        with open(path) as handle:
+            raw = json.load(handle)
+        return cls(raw["run_id"], {name: TaskRun(**task) for name, task in raw["tasks"].items()}, raw["seconds"])
 
 
 def task_order(spec: dict) -> List[str]:
@@ -366,3 +379,36 @@ class SpecRunner:
         if failures:
             raise failures[0]
         return SpecRun(run_id, {name: done[name] for name in order}, time.monotonic() - started)
+
+
+def seed(store: ObjectStore, config) -> List[str]:
+    """Copies what the pods read into the store, where they are not there yet: the config's CSV
+    files to kubeflow.data_path, the curated schema to kubeflow.schema_path. Returns the URIs written."""
+    import glob
+    import shutil
+
+    written = []
+    data = store.local(config.kubeflow.data_path)
+    if not glob.glob(os.path.join(data, "**", "*.csv"), recursive=True):
+        os.makedirs(data, exist_ok=True)
+        for path in sorted(glob.glob(os.path.join(config.data.path, "*.csv"))):
+            shutil.copy(path, data)
+        written.append(config.kubeflow.data_path)
+    if config.schema_.source == "curated" and config.kubeflow.schema_path:
+        schema = store.local(config.kubeflow.schema_path)
+        if not os.path.exists(schema):
+            os.makedirs(os.path.dirname(schema), exist_ok=True)
+            shutil.copy(config.schema_.curated_path, schema)
+            written.append(config.kubeflow.schema_path)
+    return written
+
+
+def dry_run(config, spec: dict, store: ObjectStore, target: str, parameters: Dict[str, object],
+            write: Callable[[str], None] = print) -> Tuple[SpecRun, str]:
+    """One run of the spec in the store, as the target's backend runs it; returns the run and the
+    file its record is in (`<store>/.tfxline-dry-runs/<run id>.json`)."""
+    runner = SpecRunner(spec, store, config.kubeflow.pipeline_root, run_hooks=target == "vertex", write=write)
+    run = runner.run(parameters)
+    path = os.path.join(store.root, RUNS_DIRECTORY, f"{run.run_id}.json")
+    run.write(path)
+    return run, path

@@ -36,7 +36,8 @@ def test_built_in_profiles_run_in_process_and_on_every_core(tmp_path):
 
 
 def test_direct_runner_with_n_workers(tmp_path):
-    config = profile_config(tmp_path, {"runner": "DirectRunner", "workers": 2, "extra_args": ["--max_cache_memory_usage_mb=64"]})
+    config = profile_config(tmp_path, {"runner": "DirectRunner", "workers": 2,
+                                       "extra_args": ["--max_cache_memory_usage_mb=64"]})
     options = parsed(beam.pipeline_args(config))
     assert options.view_as(DirectOptions).direct_running_mode == "multi_processing"
     assert options.view_as(DirectOptions).direct_num_workers == 2
@@ -138,7 +139,8 @@ def test_a_bad_profile_is_one_line(tmp_path, profile, expected):
 
 def test_a_dataflow_image_other_than_the_pipelines_is_refused(tmp_path):
     config = profile_config(tmp_path, {"runner": "DataflowRunner", "project": "p", "region": "r",
-                                       "temp_location": "gs://b/t", "sdk_container_image": "apache/beam_python3.10_sdk"})
+                                       "temp_location": "gs://b/t",
+                                       "sdk_container_image": "apache/beam_python3.10_sdk"})
     with pytest.raises(ValueError, match="Dataflow's workers must run the pipeline image"):
         beam.pipeline_args(config, image=IMAGE)
 
@@ -155,7 +157,8 @@ def test_unknown_profile_names_and_components_are_refused(tmp_path):
 def test_component_args_come_last_on_their_component_only(tmp_path):
     from pipeline.pipeline import create_pipeline
 
-    config = load_config(str(write_config(tmp_path, beam={"component_args": {"Evaluator": ["--direct_num_workers=2"]}})))
+    beam_settings = {"component_args": {"Evaluator": ["--direct_num_workers=2"]}}
+    config = load_config(str(write_config(tmp_path, beam=beam_settings)))
     assert beam.pipeline_args(config, component="Evaluator")[-1] == "--direct_num_workers=2"
     pipeline = create_pipeline(config, pipeline_root=str(tmp_path / "root"), data_path=config.data.path,
                                schema_path=config.schema_.curated_path, serving_dir=str(tmp_path / "serving"),

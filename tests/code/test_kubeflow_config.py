@@ -15,7 +15,8 @@ from tests.helpers import TFXLINE
      "kubeflow.pipeline_root 'hdfs://namenode/pipeline': KFP's launcher stores artifacts in gs://, s3://, minio:// "
      "only; use a bucket"),
     ({"kubeflow": {"data_path": "file:///data/taxi"}}, "kubeflow.data_path 'file:///data/taxi' is a file:// URI"),
-    ({"kubeflow": {"serving_dir": "tfxline_output/serving"}}, "kubeflow.serving_dir 'tfxline_output/serving' is a path"),
+    ({"kubeflow": {"serving_dir": "tfxline_output/serving"}},
+     "kubeflow.serving_dir 'tfxline_output/serving' is a path"),
     ({"kubeflow": {"image": None}}, "kubeflow.image is not set: build the Dockerfile's image, push it"),
     ({"kubeflow": {"image": "Not An Image"}}, "kubeflow.image 'Not An Image' is not an image reference"),
     ({"kubeflow": {"schema_path": None}}, "kubeflow.schema_path is not set: the pods need the curated schema"),

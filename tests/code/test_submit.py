@@ -72,7 +72,8 @@ def test_uploads_the_spec_and_starts_a_run_with_typed_parameters(workspace):
             assert run["pipeline_version_reference"]["pipeline_version_id"] == spec_version[0]["pipeline_version_id"]
             assert api.experiments[run["experiment_id"]]["display_name"] == "nightly"
     lines = first.stdout.splitlines()
-    assert lines[0] == f"tfxline submit: pipeline 'taxi' version {spec_version[0]['display_name']} uploaded at {api.url}"
+    version_name = spec_version[0]["display_name"]
+    assert lines[0] == f"tfxline submit: pipeline 'taxi' version {version_name} uploaded at {api.url}"
     assert lines[1].startswith(f"tfxline submit: run 'nightly-1' ({first_run['run_id']}) started in experiment "
                                f"'nightly': {api.url}/#/runs/details/{first_run['run_id']}")
     assert "reused (the same spec was uploaded before)" in again.stdout

@@ -9,7 +9,6 @@ pool, takes a run-time parameter (train_epochs=1), and compares with run 1's ble
 serving directory's stable version. Not emulated: the backend's cache, its MLMD, Kubernetes."""
 import json
 import os
-import shutil
 import subprocess
 import sys
 
@@ -36,50 +35,50 @@ KUBEFLOW = {"image": "registry.example.com/ml/tfxline:test", "pipeline_root": f"
 BEAM_TASKS = ("CsvExampleGen", "StatisticsGen", "Transform", "Evaluator")
 
 
-def compile_spec(root, name: str, data_dir, **kubeflow) -> dict:
+def compile_spec(root, name: str, data_dir, beam=None, **kubeflow):
     """`tfxline compile --check` as installed, for a config whose pods see the test bucket."""
-    config_path = write_config(root / name, data={"path": str(data_dir)}, kubeflow={**KUBEFLOW, **kubeflow})
-    result = subprocess.run([TFXLINE, "compile", "--check", "--config", str(config_path), "--output",
-                             str(root / f"{name}.yaml")], capture_output=True, text=True, timeout=600)
+    config_path = write_config(root / name, data={"path": str(data_dir)}, kubeflow={**KUBEFLOW, **kubeflow},
+                               **({"beam": beam} if beam else {}))
+    spec_path = root / f"{name}.yaml"
+    result = subprocess.run([TFXLINE, "compile", "--check", "--config", str(config_path), "--output", str(spec_path)],
+                            capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
-    return yaml.safe_load((root / f"{name}.yaml").read_text())
+    return config_path, spec_path, yaml.safe_load(spec_path.read_text())
+
+
+def dry_run(config_path, spec_path, store, *args):
+    """`tfxline dry-run` as installed; the run as its record has it."""
+    result = subprocess.run([TFXLINE, "dry-run", "--config", str(config_path), "--spec", str(spec_path), "--store",
+                             store.root, *args], capture_output=True, text=True, timeout=3600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    record = next(line for line in result.stdout.splitlines() if "its record:" in line).split("its record: ")[1]
+    return spec_runner.SpecRun.read(record), result.stdout
 
 
 @pytest.fixture(scope="module")
-def bucket(tmp_path_factory, small_taxi_dir):
-    """The store with what the pods read: the data and the curated schema at the config's URIs."""
+def bucket(tmp_path_factory):
     root = tmp_path_factory.mktemp("spec_runner")
-    store = spec_runner.ObjectStore(str(root / "store"))
-    data = store.local(KUBEFLOW["data_path"])
-    os.makedirs(data)
-    shutil.copy(small_taxi_dir / "data.csv", data)
-    schema = store.local(KUBEFLOW["schema_path"])
-    os.makedirs(os.path.dirname(schema))
-    shutil.copy(load_config(str(write_config(root / "config", data={"path": str(small_taxi_dir)}))).schema_.curated_path,
-                schema)
-    return root, store
+    return root, spec_runner.ObjectStore(str(root / "store"))
 
 
 @pytest.fixture(scope="module")
 def first_run(bucket, small_taxi_dir):
     root, store = bucket
-    # The pods' Beam work in process, as the LocalDagRunner run it is compared with.
-    spec = compile_spec(root, "direct", small_taxi_dir, beam_profile="in_process")
-    return spec, spec_runner.SpecRunner(spec, store, KUBEFLOW["pipeline_root"]).run()
+    # The pods' Beam work in process, as in the LocalDagRunner run it is compared with.
+    config_path, spec_path, spec = compile_spec(root, "direct", small_taxi_dir, beam_profile="in_process")
+    run, output = dry_run(config_path, spec_path, store, "--seed")
+    assert f"tfxline dry-run: seeded {KUBEFLOW['data_path']}" in output
+    return spec, run
 
 
 @pytest.fixture(scope="module")
 def second_run(bucket, small_taxi_dir, first_run, beam_services):
     root, store = bucket
     jobs, workers = beam_services
-    config_beam = {"profile": "in_process", "profiles": {"portable": services.portable_profile(jobs, workers)}}
-    config_path = write_config(root / "portable", data={"path": str(small_taxi_dir)},
-                               kubeflow={**KUBEFLOW, "beam_profile": "portable"}, beam=config_beam)
-    result = subprocess.run([TFXLINE, "compile", "--check", "--config", str(config_path), "--output",
-                             str(root / "portable.yaml")], capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr
-    spec = yaml.safe_load((root / "portable.yaml").read_text())
-    return spec, spec_runner.SpecRunner(spec, store, KUBEFLOW["pipeline_root"]).run({"train_epochs": 1})
+    beam = {"profile": "in_process", "profiles": {"portable": services.portable_profile(jobs, workers)}}
+    config_path, spec_path, spec = compile_spec(root, "portable", small_taxi_dir, beam=beam, beam_profile="portable")
+    run, _ = dry_run(config_path, spec_path, store, "--param", "train_epochs=1")
+    return spec, run
 
 
 def local(store, artifact) -> str:
@@ -190,3 +189,48 @@ def test_a_failing_task_stops_the_run_with_its_log(bucket, first_run, tmp_path):
     with pytest.raises(spec_runner.SpecRunError, match="task ImportSchemaGen failed .*its log.*ends"):
         spec_runner.SpecRunner(broken, spec_runner.ObjectStore(str(tmp_path / "store")),
                                KUBEFLOW["pipeline_root"]).run()
+
+
+def test_the_vertex_spec_runs_exampleGens_driver_before_its_executor(bucket, small_taxi_dir):
+    """Vertex runs a container's preCacheCheck (TFX's ExampleGen driver, here a plain subprocess
+    too); it fingerprints the input files and hands the executor the resolved span."""
+    root, store = bucket
+    config_path, _, spec = compile_spec(root, "vertex", small_taxi_dir, target="vertex", beam_profile="in_process")
+    spec_runner.seed(store, load_config(str(config_path)))
+    tasks = spec["root"]["dag"]["tasks"]
+    spec["root"]["dag"]["tasks"] = {"CsvExampleGen": tasks["CsvExampleGen"]}
+    run = spec_runner.SpecRunner(spec, store, KUBEFLOW["pipeline_root"], run_hooks=True).run()
+    examples = run.artifact("CsvExampleGen", "examples")
+    assert sorted(os.listdir(local(store, examples))) == ["Split-eval", "Split-train"]
+    logs = run.tasks["CsvExampleGen"].executor_input["outputs"]["artifacts"]["executor-logs"]["artifacts"][0]
+    with open(local(store, logs)) as handle:
+        log = handle.read()
+    # The driver's lines, then the executor given the exec properties the driver wrote.
+    assert "Calculated span: 0" in log and "Calculated fingerprint: split:single_split" in log
+    assert "'input_fingerprint': 'split:single_split" in log.split("Starting executor")[0]
+
+
+def test_resolver_tasks_answer_from_earlier_runs_as_vertex_does(tmp_path):
+    """The two queries TFX's latest-blessed-model resolver compiles to, on a record of earlier runs."""
+    store = spec_runner.ObjectStore(str(tmp_path))
+    model = {"type": {"instanceSchema": "title: tfx.Model\ntype: object\n"}}
+    blessing = {"type": {"instanceSchema": "title: tfx.ModelBlessing\ntype: object\n"}}
+    runner = spec_runner.SpecRunner({"schemaVersion": "2.1.0"}, store, "gs://b/root")
+    runner._record("run-1", "Trainer", {"model": [{**model, "name": "run-1/Trainer/model", "uri": "gs://b/m1"}]})
+    runner._record("run-1", "Evaluator", {"blessing": [{**blessing, "name": "run-1/Evaluator/blessing",
+                                                        "metadata": {"blessed": 1.0,
+                                                                     "current_model_id": "run-1/Trainer/model"}}]})
+    runner._record("run-2", "Trainer", {"model": [{**model, "name": "run-2/Trainer/model", "uri": "gs://b/m2"}]})
+    runner._record("run-2", "Evaluator", {"blessing": [{**blessing, "name": "run-2/Evaluator/blessing",
+                                                        "metadata": {"blessed": 0.0,
+                                                                     "current_model_id": "run-2/Trainer/model"}}]})
+    blessed = runner._query('schema_title="tfx.ModelBlessing" AND state=LIVE AND metadata.blessed.number_value=1',
+                            {}, "blessing-resolver")
+    assert [artifact["name"] for artifact in blessed] == ["run-1/Evaluator/blessing"]
+    found = runner._query('schema_title="tfx.Model" AND state=LIVE AND '
+                          'name="{{$.inputs.artifacts[\'input\'].metadata[\'current_model_id\']}}"',
+                          {"input": blessed}, "model-resolver")
+    assert [artifact["uri"] for artifact in found] == ["gs://b/m1"]
+    assert runner._query('schema_title="tfx.Model" AND state=LIVE AND '
+                         'name="{{$.inputs.artifacts[\'input\'].metadata[\'current_model_id\']}}"',
+                         {"input": []}, "model-resolver") == []
