@@ -17,6 +17,8 @@ COPY trainer trainer
 COPY monitoring monitoring
 COPY schema schema
 COPY serving serving
+COPY tfxline tfxline
+COPY system system
 # With its dependencies, pinned as locally: what the TFX image lacks (LiteRT for the TFLite parity
 # check, pydantic and PyYAML for the config, the serving packages) comes in at the same versions.
 RUN pip install --no-cache-dir -c constraints.txt .

@@ -1,8 +1,9 @@
 """tfxline: a TFX 1.16 pipeline, TF Serving-compatible serving and a TFLite edge runtime."""
 from setuptools import find_packages, setup
 
+# `tfxline` and `system` hold artifact types that TFX's entrypoint imports by name in Kubeflow pods.
 PACKAGES = ("config", "metadata", "pipeline", "components", "review", "scoring", "trainer", "monitoring", "schema",
-            "serving")
+            "serving", "tfxline", "system")
 
 setup(
     name="tfxline",

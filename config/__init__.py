@@ -12,6 +12,8 @@ from typing import Annotated, Dict, List, Literal, Optional, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from config.beam import BeamConfig, check_profile
+
 PACKAGE_PREFIX = "package:"
 DEFAULT_CONFIG = f"{PACKAGE_PREFIX}config/taxi.yaml"
 
@@ -246,10 +248,7 @@ class MonitoringConfig(_Strict):
         return self.drift.features.get(feature.name, self.drift.kinds.get(feature.kind, self.drift.default))
 
 
-class BeamConfig(_Strict):
-    # 1 = in-process (fastest for small data); more uses multi-processing DirectRunner.
-    workers: int = Field(default=1, ge=0)
-    extra_args: List[str] = Field(default_factory=list)
+KUBEFLOW_TARGETS = ("kubeflow", "vertex")
 
 
 class BulkInferrerConfig(_Strict):
@@ -271,13 +270,26 @@ class ScoringConfig(_Strict):
 
 
 class KubeflowConfig(_Strict):
-    """Where the compiled Kubeflow pipeline reads and writes: paths as the pods see them."""
-    image: str = "tfxline:latest"
+    """The compiled Kubeflow pipeline (`tfxline compile`, `tfxline submit`): where its pods read and
+    write, as the pods see them (object-store URIs), the image they run, and the KFP endpoint."""
+    # kubeflow: open-source Kubeflow Pipelines (schema 2.1, no resolver tasks); vertex: Vertex AI Pipelines.
+    target: Literal["kubeflow", "vertex"] = "kubeflow"
+    # The image every component runs: the Dockerfile here, built and pushed to a registry the cluster pulls from.
+    image: Optional[str] = None
     pipeline_root: str = "gs://YOUR_BUCKET/tfxline/pipeline"
     data_path: str = "gs://YOUR_BUCKET/tfxline/data"
     schema_path: Optional[str] = None
     serving_dir: str = "gs://YOUR_BUCKET/tfxline/serving"
     edge_dir: str = "gs://YOUR_BUCKET/tfxline/edge"
+    # The Beam profile the pods run their Beam components on.
+    beam_profile: str = "multi_process"
+    # KFP's API, e.g. http://localhost:8080 after `kubectl port-forward -n kubeflow svc/ml-pipeline-ui 8080:80`.
+    endpoint: Optional[str] = None
+    experiment: str = "Default"
+    # A multi-user deployment's profile namespace; leave out for a standalone deployment.
+    namespace: Optional[str] = None
+    # The environment variable holding a bearer token for the endpoint (e.g. from `gcloud auth print-access-token`).
+    token_env: Optional[str] = None
 
 
 class MetadataConfig(_Strict):
@@ -287,7 +299,9 @@ class MetadataConfig(_Strict):
     port: int = 3306
     database: str = "mlmd"
     user: str = "root"
+    # The password: the contents of password_file if set, else the environment variable password_env.
     password_env: str = "MLMD_MYSQL_PASSWORD"
+    password_file: Optional[str] = None
 
 
 TASK_METRICS = {
@@ -297,6 +311,17 @@ TASK_METRICS = {
 }
 # Metrics where lower is better; all others are higher-is-better.
 LOWER_IS_BETTER = {"mean_squared_error", "mean_absolute_error"}
+# TFMA's (Keras') class of each metric.
+METRIC_CLASSES = {
+    "auc": "AUC",
+    "binary_accuracy": "BinaryAccuracy",
+    "precision": "Precision",
+    "recall": "Recall",
+    "auc_precision_recall": "AUCPrecisionRecall",
+    "sparse_categorical_accuracy": "SparseCategoricalAccuracy",
+    "mean_squared_error": "MeanSquaredError",
+    "mean_absolute_error": "MeanAbsoluteError",
+}
 
 
 class PipelineConfig(_Strict):
@@ -359,6 +384,7 @@ class PipelineConfig(_Strict):
         for name in fairness.max_gaps:
             if name not in fairness.features:
                 raise ValueError(f"evaluation.fairness.max_gaps: '{name}' is not one of fairness.features")
+        check_profile(self.beam, self.kubeflow.beam_profile, "kubeflow.beam_profile")
         return self
 
     @property
@@ -368,9 +394,25 @@ class PipelineConfig(_Strict):
     def fingerprint(self) -> str:
         return hashlib.sha256(self.model_dump_json(by_alias=True).encode()).hexdigest()[:16]
 
+    def model_settings(self) -> "ModelConfig":
+        return ModelConfig(task=self.task, features=self.features, label=self.label, training=self.training)
+
     def to_custom_config(self) -> dict:
-        """The JSON-safe form passed to Transform and Trainer (part of their cache key)."""
-        return json.loads(self.model_dump_json(by_alias=True))
+        """What Transform and the Trainer are given (their custom_config, part of their cache key):
+        the model settings only, no paths, so a Kubeflow spec carries nothing of this machine."""
+        return json.loads(self.model_settings().model_dump_json())
+
+
+class ModelConfig(_Strict):
+    """The part of the config that preprocessing and training read (trainer/)."""
+    task: Literal["binary", "multiclass", "regression"]
+    features: List[Feature]
+    label: LabelConfig
+    training: TrainingConfig
+
+    @property
+    def feature_names(self) -> List[str]:
+        return [f.name for f in self.features]
 
 
 def resolve_path(path: str, relative_to: Optional[Path] = None) -> str:

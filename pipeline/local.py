@@ -8,7 +8,7 @@ import time
 import warnings
 from typing import Callable, Iterator, List
 
-from config import PipelineConfig, speedups
+from config import PipelineConfig, beam, speedups
 from metadata import store
 from serving import layout
 
@@ -34,36 +34,38 @@ def pipeline_root(config: PipelineConfig) -> str:
     return os.path.abspath(os.path.join(config.output.root, "pipeline", config.name))
 
 
-# Without a dependency flag, every Beam component first builds an sdist of TFX for remote
-# workers (~1.4 s each); DirectRunner's workers already run this environment and ignore it.
-LOCAL_WORKER_FLAG = "--sdk_container_image=apache/beam_python3.10_sdk:2.59.0"
-
-
-# Beam pickles every DoFn when a pipeline starts and unpickles it to run it (a few thousand
-# times a run): cloudpickle took 1.6 s where the default, dill, took 2.7 s.
-LOCAL_PICKLER_FLAG = "--pickle_library=cloudpickle"
-
-
 def beam_pipeline_args(config: PipelineConfig) -> List[str]:
-    if config.beam.workers == 1:
-        mode = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
-    else:
-        mode = ["--direct_running_mode=multi_processing", f"--direct_num_workers={config.beam.workers}"]
-    return mode + [LOCAL_WORKER_FLAG, LOCAL_PICKLER_FLAG] + list(config.beam.extra_args)
+    """The local run's Beam arguments, from the config's `beam.profile`."""
+    return beam.pipeline_args(config, image=config.kubeflow.image)
+
+
+def failure_line(error: BaseException, config: PipelineConfig) -> str:
+    """A failed run's cause in one line. A Beam job that failed on its workers carries their whole
+    traceback; its last line is the cause. Workers that cannot import tfxline's code break the
+    image contract of remote runners, which the line then names."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    cause = lines[-1] if len(lines) > 1 else f"{type(error).__name__}: {lines[0] if lines else ''}"
+    if "No module named" in cause and not speedups.workers_in_process(beam_pipeline_args(config)):
+        cause += (" in the Beam workers: they must run where tfxline is installed (the pipeline image; for "
+                  "environment_type EXTERNAL, start the worker pool from it)")
+    return cause
 
 
 def build_local_pipeline(config: PipelineConfig):
+    from components.serving_baseline.executor import stable_version
     from pipeline.pipeline import create_pipeline
 
+    serving_dir = layout.absolute(config.output.serving)
     return create_pipeline(
         config,
         pipeline_root=pipeline_root(config),
         data_path=config.data.path,
         schema_path=config.schema_.curated_path if config.schema_.source == "curated" else None,
-        serving_dir=layout.absolute(config.output.serving),
+        serving_dir=serving_dir,
         edge_dir=layout.absolute(config.output.edge),
+        image=config.kubeflow.image,
         metadata_connection_config=store.connection_config(config),
-        beam_pipeline_args=beam_pipeline_args(config))
+        stable_when_built=stable_version(serving_dir, config.name))
 
 
 class ProgressReporter(logging.Handler):

@@ -1,19 +1,25 @@
-"""The tfxline pipeline: one definition for local (Beam DirectRunner) and Kubeflow runs."""
+"""The tfxline pipeline: one definition for local runs (Beam DirectRunner or another Beam profile)
+and Kubeflow runs.
+
+The Evaluator's baseline is the model the serving directory labels `stable` (ServingBaseline), in
+local runs and on open-source Kubeflow Pipelines alike; the `vertex` target keeps TFX's
+latest-blessed-model resolver, which only Vertex AI Pipelines can run."""
 import hashlib
 import json
 import os
 from pathlib import Path
-from typing import List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import tensorflow_model_analysis as tfma
 # Not `tfx.v1`: it also imports TFX's Google Cloud extensions (Vertex AI and BigQuery clients),
 # about 3 s of every run's start-up that a local or Kubeflow run of this pipeline never uses.
-from tfx.components import BulkInferrer, ExampleValidator, SchemaGen, StatisticsGen, Trainer, Transform
+from tfx.components import BulkInferrer, ExampleValidator, SchemaGen, StatisticsGen, Transform
 from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
 from tfx.dsl.components.common.resolver import Resolver
 from tfx.dsl.experimental.conditionals.conditional import Cond
 from tfx.dsl.input_resolution.strategies.latest_artifact_strategy import LatestArtifactStrategy
 from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import LatestBlessedModelStrategy
+from tfx.orchestration import data_types
 from tfx.orchestration.pipeline import Pipeline
 from tfx.proto import (bulk_inferrer_pb2, example_gen_pb2, pusher_pb2, range_config_pb2, trainer_pb2,
                        transform_pb2)
@@ -27,14 +33,22 @@ from components.data_profiler.component import DataProfiler
 from components.drift_baseline.component import DriftBaseline, DriftBaselinePublisher, LatestBaselineStrategy
 from components.drift_gate.component import DriftGate
 from components.evaluator import fairness
-from components.evaluator.component import CrossSliceEvaluator
+from components.evaluator.component import Evaluator
+from components.serving_baseline.component import ServingBaseline
 from components.tflite_export.component import TFLiteExport
-from config import LOWER_IS_BETTER, PipelineConfig, ReviewConfig, metrics as metric_names, names
+from components.trainer.component import Trainer
+from config import LOWER_IS_BETTER, PipelineConfig, beam, metrics as metric_names, names
 
 PREPROCESSING_FN = "trainer.preprocessing.preprocessing_fn"
 RUN_FN = "trainer.run.run_fn"
 RESOLVER_ID = "latest_blessed_model_resolver"
 BASELINE_RESOLVER_ID = "latest_drift_baseline_resolver"
+SERVING_BASELINE_ID = "ServingBaseline"
+# Where the Evaluator's baseline comes from: the serving directory's stable version, or MLMD.
+SERVING_BASELINE, RESOLVER_BASELINE = "serving", "resolver"
+EPOCHS_PARAMETER = "train_epochs"
+THRESHOLD_PARAMETER = "threshold_{}"
+
 # Transform writes a TF1 graph instead of a TF2 SavedModel of tf.functions: TF2 mode traces the
 # preprocessing_fn several more times (21 s vs 12 s on the taxi data) for the same transform_fn.
 # The Trainer's TransformFeaturesLayer loads either kind.
@@ -144,9 +158,28 @@ def _fairness_metrics(config: PipelineConfig):
     return metrics, [group_pair_spec(feature) for feature in settings.features]
 
 
+def run_parameters(config: PipelineConfig) -> Dict[str, Tuple[type, object]]:
+    """The pipeline's run-time parameters on Kubeflow, name -> (type, default from the config): the
+    Trainer's epochs and every value threshold of the Evaluator."""
+    parameters = {EPOCHS_PARAMETER: (int, config.training.epochs)}
+    for metric, bound in config.evaluation.thresholds.items():
+        parameters[THRESHOLD_PARAMETER.format(metric)] = (float, float(bound))
+    return parameters
+
+
 def create_pipeline(config: PipelineConfig, pipeline_root: str, data_path: str, schema_path: Optional[str],
-                    serving_dir: str, edge_dir: str, metadata_connection_config=None,
-                    beam_pipeline_args: Optional[List[str]] = None, kubeflow: bool = False) -> Pipeline:
+                    serving_dir: str, edge_dir: str, beam_profile: Optional[str] = None, image: Optional[str] = None,
+                    metadata_connection_config=None, baseline: str = SERVING_BASELINE,
+                    runtime_parameters: bool = False, stable_when_built: Optional[int] = None) -> Pipeline:
+    """The pipeline with its paths as the components see them. `beam_profile`: the Beam profile of
+    its Beam components (default: the config's), `image` the image remote Beam workers run.
+    `runtime_parameters`: the run parameters (`run_parameters`) as RuntimeParameters with the config's
+    values as defaults (Kubeflow), else the values. `stable_when_built`: the serving directory's stable
+    version now, for a local run's cache (components/serving_baseline)."""
+    values = {}
+    for name, (ptype, default) in run_parameters(config).items():
+        values[name] = data_types.RuntimeParameter(name=name, ptype=ptype, default=default) \
+            if runtime_parameters else default
     pattern = config.data.span_pattern or "*.csv"
     # TFX's driver resolves {SPAN} (the newest span, or the configured one) and records the span on the
     # Examples artifact. Its static range must start and end at the same span.
@@ -173,14 +206,13 @@ def create_pipeline(config: PipelineConfig, pipeline_root: str, data_path: str, 
                                allowed_anomalies=config.evaluation.allowed_anomalies)
     # Drift: this span against the training data of the newest pushed model (its DriftBaseline).
     profiler = DataProfiler(examples=example_gen.outputs["examples"], config=config)
-    baseline_resolver = Resolver(strategy_class=LatestArtifactStrategy if kubeflow else LatestBaselineStrategy,
+    baseline_resolver = Resolver(strategy_class=LatestArtifactStrategy if runtime_parameters else LatestBaselineStrategy,
                                  baseline=Channel(type=DriftBaseline)).with_id(BASELINE_RESOLVER_ID)
     drift_gate = DriftGate(profile=profiler.outputs["profile"], baseline=baseline_resolver.outputs["baseline"],
                            schema=schema_gen.outputs["schema"], config=config)
 
-    # The review's settings do not change what is trained: kept out of Transform's and Trainer's cache key.
-    trained = config.model_copy(update={"review": ReviewConfig()})
-    custom_config = {"config": trained.to_custom_config(), "code_version": code_version()}
+    # The model settings only (no paths, no runners): what preprocessing and training read.
+    custom_config = {"config": config.to_custom_config(), "code_version": code_version()}
     transform = Transform(
         examples=example_gen.outputs["examples"],
         schema=schema_gen.outputs["schema"],
@@ -209,18 +241,25 @@ def create_pipeline(config: PipelineConfig, pipeline_root: str, data_path: str, 
         schema=schema_gen.outputs["schema"],
         train_args=trainer_pb2.TrainArgs(splits=["train"]),
         eval_args=trainer_pb2.EvalArgs(splits=["eval"]),
-        custom_config=custom_config)
+        custom_config=custom_config,
+        epochs=values[EPOCHS_PARAMETER])
 
-    resolver = Resolver(
-        strategy_class=LatestBlessedModelStrategy,
-        model=Channel(type=standard_artifacts.Model),
-        model_blessing=Channel(type=standard_artifacts.ModelBlessing),
-    ).with_id(RESOLVER_ID)
-    evaluator = CrossSliceEvaluator(
+    if baseline == RESOLVER_BASELINE:
+        baseline_node = Resolver(
+            strategy_class=LatestBlessedModelStrategy,
+            model=Channel(type=standard_artifacts.Model),
+            model_blessing=Channel(type=standard_artifacts.ModelBlessing),
+        ).with_id(RESOLVER_ID)
+    else:
+        baseline_node = ServingBaseline(serving_dir=serving_dir, model_name=config.name,
+                                        stable_when_built=stable_when_built).with_id(SERVING_BASELINE_ID)
+    evaluator = Evaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
-        baseline_model=resolver.outputs["model"],
-        eval_config=eval_config(config)).with_id("Evaluator")
+        baseline_model=baseline_node.outputs["model"],
+        eval_config=eval_config(config),
+        value_thresholds={metric: values[THRESHOLD_PARAMETER.format(metric)]
+                          for metric in config.evaluation.thresholds})
     pusher = AtomicPusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
@@ -233,7 +272,8 @@ def create_pipeline(config: PipelineConfig, pipeline_root: str, data_path: str, 
         baseline_publisher = DriftBaselinePublisher(profile=profiler.outputs["profile"],
                                                     pushed_model=pusher.outputs["pushed_model"])
     components = [example_gen, statistics_gen, schema_gen, example_validator, anomaly_gate, profiler,
-                  baseline_resolver, drift_gate, transform, trainer, resolver, evaluator, pusher, baseline_publisher]
+                  baseline_resolver, drift_gate, transform, trainer, baseline_node, evaluator, pusher,
+                  baseline_publisher]
     if config.bulk_inferrer.enabled:
         # Predictions of the blessed model for one split, as PredictionLogs in an InferenceResult
         # artifact (nothing is inferred when the model is not blessed).
@@ -257,6 +297,9 @@ def create_pipeline(config: PipelineConfig, pipeline_root: str, data_path: str, 
             max_score_diff=config.edge.max_score_diff,
             max_metric_drop=config.edge.max_metric_drop,
             max_examples=config.edge.parity_examples))
+    for component in components:
+        if component.id in config.beam.component_args:
+            component.with_beam_pipeline_args(config.beam.component_args[component.id])
 
     return Pipeline(
         pipeline_name=config.name,
@@ -264,4 +307,4 @@ def create_pipeline(config: PipelineConfig, pipeline_root: str, data_path: str, 
         components=components,
         enable_cache=True,
         metadata_connection_config=metadata_connection_config,
-        beam_pipeline_args=beam_pipeline_args or [])
+        beam_pipeline_args=beam.pipeline_args(config, beam_profile, image=image))

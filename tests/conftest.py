@@ -96,6 +96,23 @@ def taxi_run(tmp_path_factory, small_taxi_dir):
 
 
 @pytest.fixture(scope="session")
+def beam_services(tmp_path_factory):
+    """Beam's Python job service and an SDK worker pool, each its own process on a loopback port."""
+    from tests import beam_services as services
+
+    directory = tmp_path_factory.mktemp("beam_services")
+    jobs = services.job_service(directory)
+    workers = None
+    try:
+        workers = services.worker_pool(directory)
+        yield jobs, workers
+    finally:
+        for service in (workers, jobs):
+            if service is not None:
+                service.stop()
+
+
+@pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory, taxi_rows):
     """A small taxi model trained, pushed and exported for the edge by the components' executors
     (tests/tiny_model.py), with the local run's speed-ups, as `tfxline run` has them."""

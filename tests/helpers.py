@@ -100,3 +100,23 @@ def notebook_outputs(notebook):
             else:
                 found.extend(output.get("data", {}).items())
     return found
+
+
+def rows_per_split(statistics_uri: str) -> dict:
+    """Examples per split, from a StatisticsGen output."""
+    import tensorflow_data_validation as tfdv
+
+    return {split: tfdv.load_stats_binary(os.path.join(statistics_uri, f"Split-{split}", "FeatureStats.pb"))
+            .datasets[0].num_examples for split in ("train", "eval")}
+
+
+def overall_auc(evaluation_uri: str, model_name=None) -> float:
+    """The whole eval split's AUC in an Evaluator output (model_name "candidate" or "baseline" when
+    the Evaluator compared two models)."""
+    import tensorflow_model_analysis as tfma
+
+    result = tfma.load_eval_result(evaluation_uri, model_name=model_name)
+    for slice_key, metrics in result.slicing_metrics:
+        if slice_key == ():
+            return next(iter(next(iter(metrics.values())).values()))["auc"]["doubleValue"]
+    raise AssertionError(f"no overall slice in {evaluation_uri}")

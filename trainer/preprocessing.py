@@ -8,7 +8,7 @@ list-backed table and densifies the integer ids (see trainer/model.py)."""
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from config import PipelineConfig, names
+from config import ModelConfig, PipelineConfig, names
 
 
 def cast(x, dtype):
@@ -75,7 +75,7 @@ def make_label(config: PipelineConfig, inputs):
 # Transform several seconds of transpiling per trace.
 @tf.autograph.experimental.do_not_convert
 def preprocessing_fn(inputs, custom_config):
-    config = PipelineConfig.model_validate(custom_config["config"])
+    config = ModelConfig.model_validate(custom_config["config"])
     outputs = {
         names.transformed_name(f.name): transform_feature(f, inputs[f.name]) for f in config.features
     }

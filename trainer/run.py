@@ -6,7 +6,7 @@ import tensorflow_transform as tft
 import tf_keras as keras
 from absl import logging
 
-from config import PipelineConfig
+from config import ModelConfig
 from trainer.data import make_dataset
 from trainer.export import export_model
 from trainer.model import build_model
@@ -16,7 +16,7 @@ from trainer.model import build_model
 # tf.data and Transform code that training calls took seconds per run.
 @tf.autograph.experimental.do_not_convert
 def run_fn(fn_args) -> None:
-    config = PipelineConfig.model_validate(fn_args.custom_config["config"])
+    config = ModelConfig.model_validate(fn_args.custom_config["config"])
     keras.utils.set_random_seed(config.training.seed)
     tft_output = tft.TFTransformOutput(fn_args.transform_output)
     # One load of the Transform graph, for the training data and for the export.

@@ -10,11 +10,7 @@ from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
 from components.anomaly_gate import executor
-
-
-class AnomalyReport(types.Artifact):
-    """The gate's verdict: anomaly_report.json plus `passed` and `anomalies` properties."""
-    TYPE_NAME = "tfxline.AnomalyReport"
+from tfxline import AnomalyReport
 
 
 class AnomalyGateSpec(ComponentSpec):

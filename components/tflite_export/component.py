@@ -5,11 +5,7 @@ from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
 from components.tflite_export import executor
-
-
-class EdgeModel(types.Artifact):
-    """manifest.json of a published edge model; `exported`, `edge_version`, `edge_path` properties."""
-    TYPE_NAME = "tfxline.EdgeModel"
+from tfxline import EdgeModel
 
 
 class TFLiteExportSpec(ComponentSpec):

@@ -43,9 +43,9 @@ COMMANDS = dict(subcommands((), cli.build_parser()))
 
 def test_every_documented_command_exists():
     names = {" ".join(words) for words in COMMANDS}
-    assert {"run", "compile", "schema draft", "review", "serve", "release status", "release canary",
-            "release promote", "release rollback", "release clear-canary", "edge predict", "edge serve",
-            "edge stream", "score", "stream", "monitor", "data simulate"} <= names
+    assert {"run", "compile", "submit", "dry-run", "schema draft", "review", "serve", "release status",
+            "release canary", "release promote", "release rollback", "release clear-canary", "edge predict",
+            "edge serve", "edge stream", "score", "stream", "monitor", "data simulate"} <= names
 
 
 @pytest.mark.parametrize("words", sorted(COMMANDS), ids=" ".join)
@@ -76,6 +76,8 @@ def test_flags_follow_one_spelling_rule(words):
     (["run", "--config", "/no/such.yaml"], "config error"),
     (["review", "--config", "/no/such.yaml"], "config error: /no/such.yaml: config file not found"),
     (["serve"], "give --model_base_path"),
+    (["submit", "--spec", "/no/such.yaml"], "tfxline submit: /no/such.yaml: no such spec file"),
+    (["compile", "--spec", "/no/such.yaml"], "tfxline compile: /no/such.yaml: no such spec file"),
     (["release", "status", "--serving-dir", "/no/such/dir"], "no models.config in /no/such/dir"),
     (["edge", "predict", "rows.csv", "--edge-dir", "/no/such/dir"], "no loadable model"),
     (["score", "rows.csv", "--output", "out", "--serving-dir", "/no/such/dir"], "no 'stable' label for taxi"),

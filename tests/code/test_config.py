@@ -83,12 +83,16 @@ def test_a_binary_label_column_of_zeros_and_ones_needs_no_rule(tmp_path):
                                                              "of_column": None, "classes": ["a", "b", "c"]})))
 
 
-def test_config_round_trips_through_custom_config():
-    config = load_config(TAXI_CONFIG)
-    from config import PipelineConfig
+def test_the_custom_config_carries_the_model_settings_only():
+    """What Transform and the Trainer get (and a Kubeflow spec carries): no paths, outputs or runners."""
+    from config import ModelConfig
 
-    again = PipelineConfig.model_validate(yaml.safe_load(yaml.safe_dump(config.to_custom_config())))
-    assert again == config
+    config = load_config(TAXI_CONFIG)
+    custom_config = config.to_custom_config()
+    assert set(custom_config) == {"task", "features", "label", "training"}
+    again = ModelConfig.model_validate(yaml.safe_load(yaml.safe_dump(custom_config)))
+    assert again == config.model_settings()
+    assert again.feature_names == config.feature_names
 
 
 def test_the_model_card_yaml_defaults_to_the_one_beside_the_config(tmp_path):

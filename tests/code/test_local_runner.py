@@ -22,13 +22,24 @@ def test_mysql_metadata_for_shared_deployments(tmp_path, monkeypatch):
     assert connection.mysql.password == "s3cret"
 
 
-def test_beam_workers(tmp_path):
-    one = load_config(str(write_config(tmp_path / "a", beam={"workers": 1})))
-    four = load_config(str(write_config(tmp_path / "b", beam={"workers": 4, "extra_args": ["--x=1"]})))
-    assert local.beam_pipeline_args(one) == ["--direct_running_mode=in_memory", "--direct_num_workers=1",
-                                             local.LOCAL_WORKER_FLAG, local.LOCAL_PICKLER_FLAG]
-    assert local.beam_pipeline_args(four) == ["--direct_running_mode=multi_processing", "--direct_num_workers=4",
-                                              local.LOCAL_WORKER_FLAG, local.LOCAL_PICKLER_FLAG, "--x=1"]
+def test_mysql_password_from_a_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLMD_MYSQL_PASSWORD", "from-the-environment")
+    (tmp_path / "password").write_text("from-the-file\n")
+    config = load_config(str(write_config(tmp_path, metadata={"kind": "mysql",
+                                                               "password_file": str(tmp_path / "password")})))
+    assert store.connection_config(config).mysql.password == "from-the-file"
+
+
+def test_the_local_run_uses_the_configs_beam_profile(tmp_path):
+    in_process = load_config(str(write_config(tmp_path / "a")))
+    workers = load_config(str(write_config(tmp_path / "b", beam={
+        "profile": "two", "profiles": {"two": {"runner": "DirectRunner", "workers": 2, "extra_args": ["--x=1"]}}})))
+    assert local.beam_pipeline_args(in_process) == [
+        "--runner=DirectRunner", "--direct_running_mode=in_memory", "--direct_num_workers=1",
+        "--sdk_container_image=tfxline:latest", "--pickle_library=cloudpickle"]
+    assert local.beam_pipeline_args(workers)[1:3] == ["--direct_running_mode=multi_processing",
+                                                      "--direct_num_workers=2"]
+    assert local.beam_pipeline_args(workers)[-1] == "--x=1"
 
 
 def test_progress_lines_name_component_state_and_time():

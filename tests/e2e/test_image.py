@@ -13,7 +13,7 @@ import pytest
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("config", "metadata", "pipeline", "components", "review", "scoring", "trainer", "monitoring",
-            "schema", "serving")
+            "schema", "serving", "tfxline", "system")
 
 
 def dockerfile_steps():

@@ -1,4 +1,6 @@
-"""`tfxline compile` as installed writes a Kubeflow Pipelines V2 spec (TFX 1.16 has no V1 runner)."""
+"""`tfxline compile` as installed: a checked spec for open-source Kubeflow Pipelines (schema 2.1, no
+resolver, run-time parameters with defaults, only the pods' paths), the Vertex spec with TFX's
+resolver, and checking an existing spec file for a target."""
 import subprocess
 
 import pytest
@@ -9,37 +11,67 @@ from tests.conftest import TAXI_CONFIG
 from tests.helpers import TFXLINE
 
 pytestmark = pytest.mark.e2e
+TASKS = {"CsvExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "AnomalyGate", "DataProfiler",
+         "ServingBaseline", "DriftGate", "Transform", "Trainer", "Evaluator", "Pusher", "DriftBaselinePublisher",
+         "TFLiteExport"}
 
 
-def test_compiles_to_a_v2_pipeline_spec(tmp_path):
+def compile_(cwd, *args):
+    return subprocess.run([TFXLINE, "compile", *args], capture_output=True, text=True, timeout=300, cwd=cwd)
+
+
+def test_compiles_a_checked_spec_for_open_source_kubeflow(tmp_path):
     config = load_config(TAXI_CONFIG)
-    result = subprocess.run([TFXLINE, "compile", "--output", "taxi.yaml"], capture_output=True, text=True,
-                            timeout=300, cwd=tmp_path)
+    result = compile_(tmp_path, "--check", "--output", "taxi.yaml")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == f"tfxline compile: Kubeflow Pipelines V2 spec written to {tmp_path / 'taxi.yaml'}"
-    text = (tmp_path / "taxi.yaml").read_text()
-    spec = yaml.safe_load(text)
-    assert spec["pipelineInfo"]["name"] == "taxi"
+    assert result.stdout.splitlines() == [
+        "tfxline compile: Kubeflow Pipelines spec for target kubeflow (schema 2.1.0, 11 tasks, checked) written to "
+        f"{tmp_path / 'taxi.yaml'}",
+        "  parameters: threshold_auc=0.75, threshold_binary_accuracy=0.75, train_epochs=5"]
+    spec = yaml.safe_load((tmp_path / "taxi.yaml").read_text())
+    assert spec["schemaVersion"] == "2.1.0" and spec["pipelineInfo"]["name"] == "taxi"
     tasks = spec["root"]["dag"]["tasks"]
-    for component in ("CsvExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "AnomalyGate",
-                      "DataProfiler", "DriftGate", "Transform", "Trainer", "Evaluator", "Pusher",
-                      "DriftBaselinePublisher", "TFLiteExport", "latest_drift_baseline_resolver"):
-        assert component in tasks, component
+    assert set(tasks) == TASKS
+    assert tasks["Evaluator"]["inputs"]["artifacts"]["baseline_model"]["taskOutputArtifact"]["producerTask"] == \
+        "ServingBaseline"
     assert {"AnomalyGate", "DriftGate"} <= set(tasks["Transform"]["dependentTasks"])
     # The drift baseline is published only when the Pusher published a new version.
     assert "['new_version'] == 1" in tasks["DriftBaselinePublisher"]["triggerPolicy"]["condition"]
-    assert any(name.startswith("latest_blessed_model_resolver") for name in tasks)
-    images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values() if "container" in e}
-    assert images == {config.kubeflow.image}
-    assert config.kubeflow.pipeline_root in text and config.kubeflow.data_path in text
+    assert tasks["DriftGate"]["inputs"]["artifacts"]["baseline"]["taskOutputArtifact"]["producerTask"] == \
+        "ServingBaseline"
+    assert not any("resolver" in executor for executor in spec["deploymentSpec"]["executors"].values())
+    assert spec["root"]["inputDefinitions"]["parameters"]["train_epochs"] == {
+        "parameterType": "NUMBER_INTEGER", "defaultValue": 5, "isOptional": True}
+    assert tasks["Trainer"]["inputs"]["parameters"]["epochs"] == {"componentInputParameter": "train_epochs"}
+    assert tasks["Evaluator"]["inputs"]["parameters"]["threshold_auc"] == {"componentInputParameter": "threshold_auc"}
+    text = (tmp_path / "taxi.yaml").read_text()
+    for path in (config.kubeflow.data_path, config.kubeflow.schema_path, config.kubeflow.serving_dir,
+                 config.kubeflow.edge_dir):
+        assert path in text
+    assert spec["defaultPipelineRoot"] == config.kubeflow.pipeline_root
+    checked = compile_(tmp_path, "--spec", "taxi.yaml")
+    assert checked.returncode == 0 and checked.stdout.strip() == \
+        "tfxline compile: taxi.yaml passes every check for target kubeflow", checked.stderr
 
 
-def test_an_error_inside_a_library_is_one_line_and_verbose_shows_the_traceback(tmp_path):
-    # TFX's runner writes the spec with TensorFlow's file API, which fails on a directory that cannot exist.
-    argv = [TFXLINE, "compile", "--output", "/proc/no-such-dir/taxi.yaml"]
-    quiet = subprocess.run(argv, capture_output=True, text=True, timeout=300, cwd=tmp_path)
-    loud = subprocess.run(argv + ["--verbose"], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+def test_the_vertex_spec_keeps_the_resolver_and_is_refused_for_open_source_kubeflow(tmp_path):
+    result = compile_(tmp_path, "--target", "vertex", "--output", "vertex.yaml")
+    assert result.returncode == 0, result.stderr
+    spec = yaml.safe_load((tmp_path / "vertex.yaml").read_text())
+    tasks = spec["root"]["dag"]["tasks"]
+    assert {"latest_blessed_model_resolver-model-blessing-resolver", "latest_blessed_model_resolver-model-resolver"} \
+        <= set(tasks) and "ServingBaseline" not in tasks
+    refused = compile_(tmp_path, "--spec", "vertex.yaml", "--target", "kubeflow")
+    assert refused.returncode == 1
+    assert len(refused.stderr.strip().splitlines()) == 1
+    assert refused.stderr.startswith("tfxline compile: vertex.yaml is not a spec for target kubeflow: resolver: ")
+    assert "open-source Kubeflow Pipelines rejects" in refused.stderr
+
+
+def test_an_unwritable_output_is_one_line_and_verbose_shows_the_traceback(tmp_path):
+    argv = ["--output", "/proc/no-such-dir/taxi.yaml"]
+    quiet, loud = compile_(tmp_path, *argv), compile_(tmp_path, *argv, "--verbose")
     assert quiet.returncode == 1 and len(quiet.stderr.strip().splitlines()) == 1, quiet.stderr
-    assert quiet.stderr.startswith("tfxline compile: NotFoundError: /proc/no-such-dir")
-    assert quiet.stderr.strip().endswith("(run again with --verbose for the traceback)")
+    assert quiet.stderr.startswith("tfxline compile: /proc/no-such-dir is not a directory")
     assert loud.returncode == 1 and "Traceback" in loud.stderr
+    assert not (tmp_path / "taxi.yaml").exists()

@@ -13,8 +13,8 @@ from tests.helpers import eval_examples, progress_fields, pushed_versions, store
 pytestmark = pytest.mark.e2e
 
 COMPONENTS = ["CsvExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "AnomalyGate",
-              "DataProfiler", "latest_drift_baseline_resolver", "DriftGate", "Transform", "Trainer",
-              "latest_blessed_model_resolver", "Evaluator", "Pusher", "DriftBaselinePublisher", "TFLiteExport"]
+              "DataProfiler", "ServingBaseline", "DriftGate", "Transform", "Trainer", "Evaluator", "Pusher",
+              "DriftBaselinePublisher", "TFLiteExport"]
 _STATE = metadata_store_pb2.Execution.State
 
 
@@ -28,9 +28,9 @@ def test_every_component_ran_and_is_recorded_in_mlmd(taxi_run):
     order = {name: index for index, name in enumerate(started)}
     for before, after in [("CsvExampleGen", "StatisticsGen"), ("StatisticsGen", "ExampleValidator"),
                           ("ExampleValidator", "AnomalyGate"), ("CsvExampleGen", "DataProfiler"),
-                          ("DataProfiler", "DriftGate"), ("latest_drift_baseline_resolver", "DriftGate"),
+                          ("DataProfiler", "DriftGate"), ("ServingBaseline", "DriftGate"),
                           ("AnomalyGate", "Transform"), ("DriftGate", "Transform"), ("Transform", "Trainer"),
-                          ("Trainer", "Evaluator"), ("Evaluator", "Pusher"), ("Pusher", "DriftBaselinePublisher"),
+                          ("Trainer", "Evaluator"), ("ServingBaseline", "Evaluator"), ("Evaluator", "Pusher"), ("Pusher", "DriftBaselinePublisher"),
                           ("Pusher", "TFLiteExport")]:
         assert order[before] < order[after], (before, after)
 
@@ -66,23 +66,55 @@ def test_summary_reports_rows_metrics_blessing_and_push(taxi_run):
 
 
 def test_reruns_reuse_executions(taxi_run):
-    """Run 2 reuses everything up to the Trainer; its Evaluator runs once more because the first blessed
-    model now exists as a baseline (an input change), and its DriftGate because run 1 published the first
-    drift baseline. Its Pusher finds the same model already published, so no new baseline is published
-    (the DriftBaselinePublisher's condition is false). Run 3 reuses everything."""
+    """Run 2 reuses everything up to the Trainer; the serving directory now labels the first model
+    `stable`, so ServingBaseline runs again, and the Evaluator compares with that model and the DriftGate
+    with its training data (input changes); the Pusher and TFLiteExport follow. The Pusher finds the same
+    model already published, so no new drift baseline is published (the DriftBaselinePublisher's
+    condition is false). Run 3 changes nothing and reuses every execution."""
     from tests.conftest import run_pipeline
 
     versions_before = pushed_versions(taxi_run.config)
     store = store_for(taxi_run.config)
-    resolvers = ["latest_blessed_model_resolver", "latest_drift_baseline_resolver"]
-    for expected_new in (sorted(["Evaluator", "Pusher", "TFLiteExport", "DriftGate"] + resolvers), resolvers):
+    for expected_new in (["DriftGate", "Evaluator", "Pusher", "ServingBaseline", "TFLiteExport"], []):
         _, lines, error = run_pipeline(taxi_run.root / "config.yaml")
         assert error is None
         latest = runs.latest_run(store, taxi_run.config.name)
-        # Resolvers are system nodes: they resolve again on every run and have no cache.
         assert sorted(name for name, run in latest.items() if not run.cached) == expected_new
         states = {progress_fields(line)[0]: progress_fields(line)[1] for line in lines if not line.endswith("running")}
         assert states["DriftBaselinePublisher"] == "skipped"
         assert sum(state == "cached" for state in states.values()) == len(COMPONENTS) - len(expected_new) - 1
     assert summary.collect(taxi_run.config)["has_baseline"]
+    baseline = runs.latest_run(store, taxi_run.config.name)["ServingBaseline"].output("model")
+    assert str(baseline.custom_properties["serving_version"].int_value) == versions_before[0]
     assert pushed_versions(taxi_run.config) == versions_before  # the same model is not pushed twice
+
+
+def test_the_baseline_follows_the_serving_directory_not_the_last_blessed_model(taxi_run, tmp_path):
+    """After a rollback to an older version, the next run compares with what serves."""
+    import shutil
+
+    from serving import release_state
+    from tests.conftest import run_pipeline
+
+    serving_dir, name = taxi_run.config.output.serving, taxi_run.config.name
+    first = int(pushed_versions(taxi_run.config)[0])
+    older = first - 1000  # an older, still complete version: a copy of the first
+    shutil.copytree(os.path.join(serving_dir, name, str(first)), os.path.join(serving_dir, name, str(older)))
+    def label_stable(version):
+        def transition(release):
+            release.labels[release_state.STABLE] = version
+            release.record("rollback", version)
+        release_state.update_release(serving_dir, name, transition)
+
+    label_stable(older)
+    try:
+        _, _, error = run_pipeline(taxi_run.root / "config.yaml")
+        assert error is None
+        latest = runs.latest_run(store_for(taxi_run.config), name)
+        assert not latest["ServingBaseline"].cached and not latest["Evaluator"].cached
+        model = latest["ServingBaseline"].output("model")
+        assert model.custom_properties["serving_version"].int_value == older
+        assert os.path.isfile(os.path.join(model.uri, "Format-Serving", "saved_model.pb"))
+    finally:
+        label_stable(first)
+        shutil.rmtree(os.path.join(serving_dir, name, str(older)))

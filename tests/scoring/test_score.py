@@ -122,7 +122,7 @@ def test_several_files_on_multi_process_workers_join_back_by_source_and_row(tiny
     files = {"a.csv": rows[:700], "b.csv": rows[700:1000]}
     for name, part in files.items():
         write_csv(tmp_path / "in" / name, header, part)
-    config = write_config(tmp_path / "config", beam={"workers": 2}, training={"epochs": 2})
+    config = write_config(tmp_path / "config", beam={"profile": "multi_process"}, training={"epochs": 2})
     # 5 rows a batch: ranges of 160 rows, so a file is split between the workers.
     result = score(tiny_model, tmp_path / "in", "--output", tmp_path / "out", "--batch-size", "5", config=config)
     assert result.returncode == 0, result.stderr

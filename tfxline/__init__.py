@@ -1,0 +1,17 @@
+"""The artifact types of tfxline's own components.
+
+In a Kubeflow pod, TFX's entrypoint finds a custom artifact type by its type name: the spec's
+schema title, which TFX requires to be `<namespace>.<Type>` with one dot, is imported as a class
+path. So the types live in this top-level package named after their namespace, and
+`tfxline.AnomalyReport` imports as written."""
+from tfx import types
+
+
+class AnomalyReport(types.Artifact):
+    """The AnomalyGate's verdict: anomaly_report.json plus `passed` and `anomalies` properties."""
+    TYPE_NAME = "tfxline.AnomalyReport"
+
+
+class EdgeModel(types.Artifact):
+    """manifest.json of a published edge model; `exported`, `edge_version`, `edge_path` properties."""
+    TYPE_NAME = "tfxline.EdgeModel"
