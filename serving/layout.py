@@ -46,7 +46,7 @@ CONTAINER_MODELS_DIR = "/models"
 SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
 
 MANIFEST = "manifest.json"
-# Beside a model's versions: each pushed version's training-data profile (the drift baseline).
+# In the serving directory: each pushed version's training-data profile (the drift baseline).
 TRAINING_PROFILES = ".training-profiles"
 PROFILE_PROPERTIES = "profile.json"
 FLOAT_MODEL = "model.tflite"
@@ -388,9 +388,9 @@ def _digest(files, path: str) -> str:
 
 
 def training_profile_dir(serving_dir: str, model_name: str, version: int) -> str:
-    """Where the profile of a pushed version's training data is kept: beside the versions, under a
-    name that is not a number (so TF Serving and the version listings ignore it)."""
-    return join(serving_dir, model_name, TRAINING_PROFILES, str(version))
+    """Where the profile of a pushed version's training data is kept: in the serving directory, out of
+    the model's own directory (which holds its versions only, as TF Serving expects)."""
+    return join(serving_dir, TRAINING_PROFILES, model_name, str(version))
 
 
 def publish_training_profile(profile_dir: str, serving_dir: str, model_name: str, version: int,

@@ -46,7 +46,7 @@ def test_first_run_has_no_baseline_and_records_its_span(spans_run):
     published = [b for b in baselines if b.custom_properties["published"].int_value == 1
                  if "published" in b.custom_properties]
     assert [b.custom_properties["span"].int_value for b in published] == [1]
-    profiles = os.listdir(os.path.join(config.output.serving, config.name, ".training-profiles"))
+    profiles = os.listdir(os.path.join(config.output.serving, ".training-profiles", config.name))
     assert sorted(profiles) == sorted(str(v) for v in pushed_versions(config))
 
 
