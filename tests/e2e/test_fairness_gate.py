@@ -85,16 +85,20 @@ def gate(tmp_path_factory, taxi_rows):
     states["first"] = (first, *review(config_path, root), execute_notebook("model_review", config_path, root))
     versions = pushed_versions(load_config(str(config_path)))
 
-    # The biased data while the baseline model's files are gone: the Evaluator fails.
+    # The biased data while the serving model's variables are gone (ServingBaseline copies what is
+    # there): the Evaluator fails.
     write_config(root, data={"path": str(root / "biased")}, **settings)
     config = load_config(str(config_path))
-    baseline = Path(runs.latest_run(store_for(config), config.name)["Trainer"].output("model").uri)
-    shutil.move(str(baseline / "Format-Serving"), str(root / "moved"))
+    stable = Path(config.output.serving) / config.name / str(versions[0])
+    shutil.move(str(stable / "variables"), str(root / "moved"))
     failed = tfxline("run", "--config", str(config_path), cwd=root)
     states["failed"] = (failed, *review(config_path, root), execute_notebook("model_review", config_path, root))
 
-    # The files are back: the Evaluator runs again (Transform and Trainer are reused) and refuses the model.
-    shutil.move(str(root / "moved"), str(baseline / "Format-Serving"))
+    # The files are back, in the serving directory and in the baseline copy the next run reuses from
+    # cache: the Evaluator runs again (Transform and Trainer are reused) and refuses the model.
+    baseline = Path(runs.latest_run(store_for(config), config.name)["ServingBaseline"].output("model").uri)
+    shutil.copytree(str(root / "moved"), str(baseline / "Format-Serving" / "variables"))
+    shutil.move(str(root / "moved"), str(stable / "variables"))
     refused = tfxline("run", "--config", str(config_path), cwd=root)
     assert refused.returncode == 0, refused.stderr[-3000:]
     states["refused"] = (refused, *review(config_path, root))

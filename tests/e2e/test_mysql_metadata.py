@@ -75,13 +75,13 @@ def test_two_runs_share_metadata_on_mariadb_as_on_sqlite(mariadb, tmp_path, smal
     config = load_config(str(path))
     mlmd = store.open_store(config)
     executions = runs.executions_by_component(mlmd, config.name)
-    assert len(executions) == 11 and all(len(e) == 2 for e in executions.values())
+    assert len(executions) == 14 and all(len(e) == 2 for e in executions.values())
     latest = runs.latest_run(mlmd, config.name)
     # As with SQLite (tests/e2e/test_pipeline.py): the first model now serves as the baseline.
     assert sorted(name for name, run in latest.items() if not run.cached) == \
-        ["Evaluator", "Pusher", "ServingBaseline", "TFLiteExport"]
+        ["DriftBaselinePublisher", "DriftGate", "Evaluator", "Pusher", "ServingBaseline", "TFLiteExport"]
     assert sum(progress_fields(line)[1] == "cached" for line in second.stdout.splitlines()
-               if line.startswith("[")) == 7
+               if line.startswith("[")) == 8
     versions = pushed_versions(config)
     assert len(versions) == 1
     assert latest["ServingBaseline"].output("model").custom_properties["serving_version"].int_value == int(versions[0])
