@@ -1,7 +1,7 @@
 """Lineage from ML Metadata: which artifacts a run read and wrote, and how they connect, along the
-chain span -> statistics -> schema -> anomalies -> gate -> transform -> model -> evaluation ->
-blessing -> push -> TFLite. The one place that walks the chain: the review draws it, and a command
-that traces a pushed model back to its data reads it too (`upstream`).
+chain span -> statistics -> schema -> anomalies -> gate -> profile -> drift -> transform -> model ->
+evaluation -> blessing -> push -> TFLite -> drift baseline. The one place that walks the chain: the
+review draws it, and a command that traces a pushed model back to its data reads it too (`upstream`).
 
 Edges come from MLMD's events only (an execution's input artifact -> its output artifact), so a cached
 execution links the artifacts an earlier run wrote. A component that only orders another (the
@@ -24,19 +24,24 @@ CHAIN: Tuple[Tuple[str, str], ...] = (
     ("schema", "Schema"),
     ("anomalies", "ExampleAnomalies"),
     ("gate", "tfxline.AnomalyReport"),
+    ("profile", "tfxline.DataProfile"),
+    ("drift", "tfxline.DriftReport"),
     ("transform", "TransformGraph"),
     ("model", "Model"),
     ("evaluation", "ModelEvaluation"),
     ("blessing", "ModelBlessing"),
     ("push", "PushedModel"),
     ("tflite", "tfxline.EdgeModel"),
+    ("drift_baseline", "tfxline.DriftBaseline"),
 )
 STEP_OF_TYPE = {artifact_type: step for step, artifact_type in CHAIN}
 # Custom properties worth showing beside an artifact.
 SHOWN_PROPERTIES = ("span", "version", "blessed", "pushed", "pushed_version", "exported", "edge_version",
                     "passed", "anomalies")
+# Inputs that hold what a candidate is compared with: the Evaluator's and the DriftGate's.
+BASELINE_INPUTS = ("baseline_model", "baseline")
 # Components that gate others without passing them an artifact: (gate, gated).
-ORDERING = (("AnomalyGate", "Transform"),)
+ORDERING = (("AnomalyGate", "Transform"), ("DriftGate", "Transform"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,7 +52,7 @@ class Node:
     uri: str
     producer: Optional[str]   # component id that wrote it (None for an artifact from outside the run)
     properties: Dict[str, object]
-    role: str = ""     # "baseline" for the model the Evaluator compared against
+    role: str = ""     # "baseline" for the model the Evaluator and the profile the DriftGate compared against
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,22 +131,23 @@ def from_components(store, components: Dict[str, runs.ComponentRun], run_id: Opt
                 producer = None if artifact.id in component.resolved else component_id
                 if artifact.id not in nodes or nodes[artifact.id].producer is None:
                     nodes[artifact.id] = _node(artifact, type_names, producer)
-    baselines = set()
+    baselines, candidates = set(), set()
     for component_id, component in components.items():
         for key, artifacts in component.inputs.items():
             for artifact in artifacts:
                 if artifact.id not in nodes:
                     nodes[artifact.id] = _node(artifact, type_names, None)
-                if key == "baseline_model":
+                if key in BASELINE_INPUTS:
                     baselines.add(artifact.id)
+                elif key in ("model", "profile"):
+                    candidates.add(artifact.id)
                 for outputs in component.outputs.values():
                     edges.extend(Edge(artifact.id, output.id, component_id) for output in outputs
                                  if output.id not in component.resolved)
-    # The baseline is a model an earlier run wrote; a model this run wrote (or reused from the cache)
-    # and compared with itself is the candidate.
-    for artifact_id in baselines:
-        if nodes[artifact_id].producer is None:
-            nodes[artifact_id] = dataclasses.replace(nodes[artifact_id], role="baseline")
+    # A baseline is what serves (ServingBaseline's copies) or what a resolver found; a model compared
+    # with itself is the candidate.
+    for artifact_id in baselines - candidates:
+        nodes[artifact_id] = dataclasses.replace(nodes[artifact_id], role="baseline")
     ordering = [(gate, gated) for gate, gated in ORDERING
                 if gate in components and gated in components and components[gate].succeeded]
     return Lineage(run_id, list(nodes.values()), _unique(edges),

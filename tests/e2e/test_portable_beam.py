@@ -46,7 +46,7 @@ def portable_run(tmp_path_factory, small_taxi_dir, beam_services):
 def test_every_beam_job_went_to_the_job_service_and_its_workers(portable_run, beam_services):
     jobs, workers = beam_services
     config, result = portable_run
-    assert "Summary of 'taxi': 11 components" in result.stdout
+    assert "Summary of 'taxi': 14 components" in result.stdout
     # CsvExampleGen, StatisticsGen, Transform (analyze, then the graph's checks) and the Evaluator.
     assert jobs.log_text().count("Running job") >= 4
     assert jobs.log_text().count(f"Requesting worker at {workers.endpoint}") >= 4
@@ -79,7 +79,7 @@ def test_workers_without_tfxlines_code_fail_with_a_clear_error(tmp_path, small_t
     finally:
         workers.stop()
     assert result.returncode == 1
-    assert "[ 1/11] CsvExampleGen                  FAILED" in result.stdout
+    assert "[ 1/14] CsvExampleGen                  FAILED" in result.stdout
     error = result.stderr.strip().splitlines()
     assert error == ["tfxline: the pipeline stopped: ModuleNotFoundError: No module named 'components' in the Beam "
                      "workers: they must run where tfxline is installed (the pipeline image; for environment_type "

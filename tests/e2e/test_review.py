@@ -261,8 +261,10 @@ def test_the_lineage_is_what_ml_metadata_recorded(reviewed, taxi_run):
     drawn = collections.Counter(n["artifact_type"] for n in report["lineage"]["nodes"] if n["producer"])
     assert drawn == expected
     assert [n["step"] for n in report["lineage"]["nodes"] if n["role"] != "baseline"] == [
-        "span", "statistics", "schema", "anomalies", "gate", "transform", "model", "evaluation", "blessing",
-        "push", "tflite"]
+        "span", "statistics", "schema", "anomalies", "gate", "profile", "drift", "transform", "model", "evaluation",
+        "blessing", "push", "tflite", "drift_baseline"]
+    roles = {(n["step"], n["producer"]) for n in report["lineage"]["nodes"] if n["role"] == "baseline"}
+    assert roles == {("model", "ServingBaseline"), ("drift_baseline", "ServingBaseline")}
     inputs = {(e.artifact_id, e.execution_id) for e in events if e.type == metadata_store_pb2.Event.INPUT}
     by_execution = collections.defaultdict(set)
     for event in events:

@@ -88,7 +88,7 @@ def local(store, artifact) -> str:
 def test_every_task_ran_the_command_its_container_is_given(first_run, bucket):
     spec, run = first_run
     _, store = bucket
-    assert list(run.tasks) == spec_runner.task_order(spec) and len(run.tasks) == 11
+    assert list(run.tasks) == spec_runner.task_order(spec) and len(run.tasks) == 14
     for name, task in run.tasks.items():
         component = spec["components"][spec["root"]["dag"]["tasks"][name]["componentRef"]["name"]]
         container = spec["deploymentSpec"]["executors"][component["executorLabel"]]["container"]
@@ -149,6 +149,10 @@ def test_the_second_run_compares_with_the_first_runs_blessed_model(first_run, se
     # The baseline is the first run's model: its AUC there is the first run's candidate AUC.
     assert overall_auc(evaluation, "baseline") == \
         pytest.approx(overall_auc(local(store, first.artifact("Evaluator", "evaluation"))), abs=1e-6)
+    # The drift gate compared with the first run's training data, published beside its version.
+    assert first.artifact("DriftBaselinePublisher", "baseline")["metadata"]["published"] == 1
+    assert second.artifact("ServingBaseline", "drift_baseline")["metadata"]["serving_version"] == int(first_version)
+    assert second.artifact("DriftGate", "report")["metadata"]["has_baseline"] == 1
 
 
 def test_a_run_parameter_override_reaches_the_trainer(first_run, second_run, bucket):
