@@ -13,7 +13,8 @@ import tensorflow as tf
 from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, inference_pb2, predict_pb2,
                                      prediction_service_pb2_grpc, regression_pb2)
 
-from serving.saved_model import SPEEDUPS_ENV, load_saved_model
+from config.speedups import SWITCH as SPEEDUPS_ENV
+from serving.saved_model import load_saved_model
 from serving.servable import string_array
 from tests.serving import models
 from tests.serving.conftest import Server, zoo_config
