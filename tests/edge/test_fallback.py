@@ -32,7 +32,7 @@ def rows_and_expected(tiny_model):
 def start_server(tiny_model, directory, rest_port=None, grpc_port=None) -> Server:
     serving_dir = os.path.dirname(tiny_model.serving_base)
     server = Server([f"--model_config_file={os.path.join(serving_dir, 'models.local.config')}"], directory,
-                    rest_port, grpc_port)
+                    rest_port=rest_port, grpc_port=grpc_port)
     server.wait_ready("/v1/models/taxi/labels/stable/metadata")
     return server
 

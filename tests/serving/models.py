@@ -275,7 +275,6 @@ def build_tfxline_export(path: Path, work: Path) -> Path:
     from trainer import preprocessing
     from trainer.export import export_model
     from trainer.model import build_model
-    from trainer.transform_layer import load_transform_layer
 
     config = tiny_config()
     custom_config = {"config": config.to_custom_config()}
@@ -290,7 +289,7 @@ def build_tfxline_export(path: Path, work: Path) -> Path:
     # As Transform's component does: the raw schema next to the Transform graph.
     metadata_io.write_metadata(metadata, str(work / "transform_fn" / tft.TFTransformOutput.RAW_METADATA_DIR))
     tft_output = tft.TFTransformOutput(str(work / "transform_fn"))
-    layer = load_transform_layer(tft_output)
+    layer = tft_output.transform_features_layer()
     raw = tf.io.parse_example(tiny_examples(), tft_output.raw_feature_spec())
     transformed = layer(raw)
     label = transformed.pop(config.label.name)
