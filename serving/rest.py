@@ -10,7 +10,7 @@ import time
 from typing import Callable, List, Optional
 from urllib.parse import unquote
 
-from serving import tensor_json
+from serving import request_id, tensor_json
 from serving.errors import ServingError, invalid
 from serving.http import HttpLimits, Request, Response, start_http_server
 from serving.inference import InferenceService, serialize_examples, status_error
@@ -37,7 +37,8 @@ class RestOptions:
 
 
 CORS_HEADERS = [("Access-Control-Allow-Origin", "*"), ("Access-Control-Allow-Methods", "POST, GET"),
-                ("Access-Control-Allow-Headers", "Content-Type")]
+                ("Access-Control-Allow-Headers", "Content-Type, X-Request-Id"),
+                ("Access-Control-Expose-Headers", "X-Request-Id")]
 UNAUTHENTICATED = "Missing or wrong bearer token: send 'Authorization: Bearer <token>'"
 
 
@@ -94,6 +95,13 @@ class _Handler:
         return Response(413, tensor_json.to_bytes(tensor_json.error_body(error.message)))
 
     async def handle(self, request: Request) -> Response:
+        identifier = request_id.choose(request.headers.get("x-request-id"))
+        request_id.current.set(identifier)
+        response = await self._handle(request)
+        response.headers = [*response.headers, (request_id.HEADER, identifier)]
+        return response
+
+    async def _handle(self, request: Request) -> Response:
         path = request.path
         monitoring = self.options.monitoring_path
         if monitoring and path.split("?", 1)[0] == monitoring:
