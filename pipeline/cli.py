@@ -257,6 +257,19 @@ def _monitor(args) -> int:
     return report.DRIFT if result.drifted else report.NO_DRIFT
 
 
+def _feedback_ingest(args) -> int:
+    from monitoring import feedback
+
+    config = load_config(args.config)
+    try:
+        result = feedback.ingest(config, args.file, args.requests)
+    except feedback.FeedbackError as error:
+        print(f"tfxline feedback ingest: {error}", file=sys.stderr)
+        return 1
+    print(f"tfxline feedback ingest: {feedback.summary(result, args.file)}")
+    return 0
+
+
 def _simulate(args) -> int:
     from monitoring import simulate
 
@@ -327,6 +340,23 @@ def _add_monitor(commands) -> None:
     _flag(monitor, "host", default="0.0.0.0", help="metrics address with --serve")
     _flag(monitor, "interval", type=float, default=60.0, help="seconds between checks with --serve (default 60)")
     monitor.set_defaults(handler=_monitor)
+
+
+def _add_feedback(commands) -> None:
+    feedback = commands.add_parser("feedback", help="delayed labels of served requests",
+                                   description="Delayed labels of served requests.")
+    feedback_commands = feedback.add_subparsers(dest="feedback_command", required=True, metavar="SUBCOMMAND")
+    ingest = feedback_commands.add_parser(
+        "ingest", help="join a feedback file (request id, label, time) to the logged requests, exactly once",
+        description="Join the labels in FILE (CSV with a header, or JSON lines; columns request_id, label, time "
+                    "and optionally row) to the requests in the request log, each logged example at most once "
+                    "ever, into the joined store under <output root>/feedback/<name>. Ids that are not in the log "
+                    "are counted and kept to ingest again; a malformed row stops the ingest, named by line.")
+    ingest.add_argument("file", metavar="FILE", help="the feedback file (.csv or .jsonl)")
+    _add_config(ingest)
+    _flag(ingest, "requests", help="request log directory (default: monitoring.request_log_dir, else "
+                                   "<output root>/request_log)")
+    ingest.set_defaults(handler=_feedback_ingest)
 
 
 def _add_data(commands) -> None:
@@ -432,6 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
     draft.add_argument("--output", required=True, help="schema.pbtxt to write")
     draft.set_defaults(handler=_schema_draft)
     _add_monitor(commands)
+    _add_feedback(commands)
     _add_data(commands)
 
     score = commands.add_parser(
