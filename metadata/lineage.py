@@ -264,3 +264,18 @@ def training_examples(store, pipeline_name: str, version: str) -> Optional[metad
     trainer = producer(store, models[0].id) if models else None
     examples = inputs(store, trainer.id, "examples") if trainer else []
     return examples[0] if examples else None
+
+
+def evaluation(store, pipeline_name: str, version: str) -> Optional[metadata_store_pb2.Artifact]:
+    """The ModelEvaluation of a served version as the candidate: the Evaluator that read the Model the version
+    was pushed from as its `model` (not as a later run's `baseline_model`)."""
+    pushed = pushed_model(store, pipeline_name, version)
+    pusher = producer(store, pushed.id) if pushed else None
+    models = inputs(store, pusher.id, "model") if pusher else []
+    if not models:
+        return None
+    found = []
+    for execution in consumers(store, models[0].id):
+        if any(model.id == models[0].id for model in inputs(store, execution.id, "model")):
+            found.extend(a for a in outputs(store, execution.id) if artifact_type(store, a) == "ModelEvaluation")
+    return sorted(found, key=lambda a: a.id)[-1] if found else None

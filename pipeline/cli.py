@@ -254,7 +254,7 @@ def _monitor(args) -> int:
         report.statistics_files(result, args.stats_dir)
     if args.textfile:
         report.write_textfile(report.prometheus_text(result, config.name, last_run=result.created), args.textfile)
-    return report.DRIFT if result.drifted else report.NO_DRIFT
+    return report.DRIFT if result.drifted or result.concept_drifted else report.NO_DRIFT
 
 
 def _feedback_ingest(args) -> int:
