@@ -391,7 +391,8 @@ def _add_data(commands) -> None:
 # Commands with their own parsers; `edge` imports the LiteRT runtime only, never TensorFlow.
 DELEGATED = {
     "serve": ("serving.server", "TF Serving-compatible model server: tfxline serve --help"),
-    "release": ("serving.release", "canary, promote, rollback by version labels: tfxline release --help"),
+    "release": ("monitoring.release_compare", "canary, promote, rollback by version labels, and the A/B decision: "
+                                              "tfxline release --help"),
     "edge": ("serving.edge.cli", "edge device commands (LiteRT only): tfxline edge --help"),
 }
 
@@ -541,6 +542,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         if argv[:1] and argv[0] in DELEGATED:
             import importlib
+
+            if argv[0] == "release":  # `release compare` reads the request log with TensorFlow
+                from pipeline.local import prepare_environment
+
+                prepare_environment(verbose)
 
             return importlib.import_module(DELEGATED[argv[0]][0]).main(argv[1:])
         args = build_parser().parse_args(argv)
