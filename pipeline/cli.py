@@ -270,6 +270,16 @@ def _feedback_ingest(args) -> int:
     return 0
 
 
+def _lineage(args) -> int:
+    from pipeline import lineage
+
+    found = lineage.collect(load_config(args.config), args.version)
+    print(lineage.format_text(found))
+    if args.json:
+        lineage.write_json(found, args.json)
+    return 0
+
+
 def _simulate(args) -> int:
     from monitoring import simulate
 
@@ -464,6 +474,16 @@ def build_parser() -> argparse.ArgumentParser:
     draft.set_defaults(handler=_schema_draft)
     _add_monitor(commands)
     _add_feedback(commands)
+    lineage = commands.add_parser(
+        "lineage", help="where a pushed model came from: data, code, config, evaluation, push and releases",
+        description="Print the chain of a pushed version from ML Metadata: data span and its files' fingerprint, "
+                    "statistics, schema, anomalies, drift verdict, transform graph, trainer code version, config "
+                    "fingerprint, evaluation, blessing, push and TFLite export, and its release events.")
+    lineage.add_argument("version", nargs="?", metavar="VERSION",
+                         help="the pushed version (default: the stable label's, else the newest push)")
+    _add_config(lineage)
+    _flag(lineage, "json", help="also write the chain as JSON to this file")
+    lineage.set_defaults(handler=_lineage)
     _add_data(commands)
 
     score = commands.add_parser(
