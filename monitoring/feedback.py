@@ -292,8 +292,9 @@ def read_joined(config: PipelineConfig) -> List[dict]:
 
 
 def summary(result: Ingest, path: str) -> str:
-    versions = ", ".join(f"{v}: {n:,}" for v, n in sorted(result.by_version.items())) or "none"
-    parts = [f"{result.rows:,} rows from {path}: {result.joined:,} joined (by version {versions})"]
+    versions = ", ".join(f"{v}: {n:,}" for v, n in sorted(result.by_version.items()))
+    parts = [f"{result.rows:,} row{'s' if result.rows != 1 else ''} from {path}: {result.joined:,} joined"
+             + (f" (by version {versions})" if versions else "")]
     if result.already_joined:
         parts.append(f"{result.already_joined:,} already joined by an earlier ingest")
     if result.duplicates:

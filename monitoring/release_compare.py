@@ -156,7 +156,7 @@ def format_text(result: Comparison, canary_share: float) -> str:
 
 
 def _handler(args) -> int:
-    config = load_config(args.config or DEFAULT_CONFIG)
+    config = load_config(args.config or DEFAULT_CONFIG, resolve_inputs=False)
     result = compare(config, args.serving_dir, args.model_name, args.metric, args.canary_share, args.alpha,
                      args.min_samples, args.requests)
     print(format_text(result, args.canary_share))

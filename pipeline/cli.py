@@ -260,7 +260,7 @@ def _monitor(args) -> int:
 def _feedback_ingest(args) -> int:
     from monitoring import feedback
 
-    config = load_config(args.config)
+    config = load_config(args.config, resolve_inputs=False)  # the data need not be on the serving host
     try:
         result = feedback.ingest(config, args.file, args.requests)
     except feedback.FeedbackError as error:
@@ -273,7 +273,7 @@ def _feedback_ingest(args) -> int:
 def _lineage(args) -> int:
     from pipeline import lineage
 
-    found = lineage.collect(load_config(args.config), args.version)
+    found = lineage.collect(load_config(args.config, resolve_inputs=False), args.version)
     print(lineage.format_text(found))
     if args.json:
         lineage.write_json(found, args.json)
