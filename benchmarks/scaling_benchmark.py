@@ -22,8 +22,9 @@ from benchmarks.pipeline_benchmark import TAXI_DATA, component_seconds, resample
 from benchmarks.report import write_section  # noqa: E402
 from config import resolve_path  # noqa: E402
 
-ORDER = ["CsvExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "AnomalyGate", "Transform",
-         "Trainer", "ServingBaseline", "Evaluator", "Pusher", "TFLiteExport"]
+ORDER = ["CsvExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "AnomalyGate", "DataProfiler",
+         "ServingBaseline", "DriftGate", "Transform", "Trainer", "Evaluator", "Pusher", "DriftBaselinePublisher",
+         "TFLiteExport"]
 
 
 def config_for(name: str, data_path: str, profile: str, workers: int) -> Path:

@@ -521,7 +521,8 @@ def run_wrk(rest_port, model_name, bodies_path, concurrency, seconds, cpu) -> di
         raise RuntimeError(f"wrk failed ({out.returncode}):\n{out.stdout}\n{out.stderr}")
     fields = {k: float(v) for k, v in (kv.split("=") for kv in match.group(1).split())}
     first_bad = re.search(r"^FIRST_BAD (.*)$", out.stdout, re.M)
-    errors = fields["bad"] + fields["connect_errors"] + fields["read_errors"] + fields["write_errors"] + fields["timeouts"]
+    errors = (fields["bad"] + fields["connect_errors"] + fields["read_errors"] + fields["write_errors"]
+              + fields["timeouts"])
     return {"rps": fields["ok"] / (fields["duration_us"] / 1e6), "p50_ms": fields["p50_us"] / 1e3,
             "p99_ms": fields["p99_us"] / 1e3, "max_ms": fields["max_us"] / 1e3, "ok": int(fields["ok"]),
             "errors": int(errors), "first_error": (first_bad.group(1).strip() if first_bad else "")}
@@ -783,7 +784,8 @@ def main(argv=None) -> int:
                 return {**result, "server_cores": cpu.server_cores, "other_cores": cpu.other_cores}
 
             empty = quietest(once, "empty gRPC handler")
-            print(f"  {empty['rps']:,.0f} calls/s at c={max(levels)}, server CPU {empty['server_cores']:.2f}", flush=True)
+            print(f"  {empty['rps']:,.0f} calls/s at c={max(levels)}, server CPU {empty['server_cores']:.2f}",
+                  flush=True)
         finally:
             children.stop(server)
 
@@ -791,7 +793,8 @@ def main(argv=None) -> int:
     text = report(results, limits, checks, notes, empty, chosen, tools, server_cpu, load_cpu, args, levels, revision)
     print("\n" + text)
     if not args.no_report:
-        write_section(ROOT / "BENCHMARKS.md", "serving", "Serving: tfxline's model server vs a naive FastAPI endpoint", text)
+        write_section(ROOT / "BENCHMARKS.md", "serving", "Serving: tfxline's model server vs a naive FastAPI endpoint",
+                      text)
     return 0
 
 
@@ -891,7 +894,8 @@ def report(results, limits, checks, notes, empty, chosen, tools, server_cpu, loa
     for workload in chosen:
         naive = next((r for r in results if r["model"] == workload.key and r["server"] == "naive"
                       and r["concurrency"] == high), None)
-        for tag in dict.fromkeys(r["batching"] for r in results if r["model"] == workload.key and r["server"] == "tfxline"):
+        tags = dict.fromkeys(r["batching"] for r in results if r["model"] == workload.key and r["server"] == "tfxline")
+        for tag in tags:
             point = {r["protocol"]: r for r in results if r["model"] == workload.key and r["server"] == "tfxline"
                      and r["batching"] == tag and r["concurrency"] == high}
             if naive is None or not naive["rps"] or not point:

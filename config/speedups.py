@@ -2,7 +2,8 @@
 
 Only `run_local` activates them (the `tfxline run` command and in-process callers such as the
 tests); `compile`, `serve`, Kubeflow pods and every other command run without them, except
-`review-tfma-protos`, which the review asks for with `applies`. Each one names
+`review-tfma-protos` and `session-callable`, which the review and the server ask for with
+`applies`. Each one names
 the library version it was written against and is skipped, with one line on stderr, when another
 version is installed. `TFXLINE_SPEEDUPS=0` (or `speedups: false` in the config) turns them all off,
 `TFXLINE_SPEEDUPS=-name,-name` the named ones; a run without them gives the same examples, schema,
@@ -38,6 +39,10 @@ commits that added them, re-measured in BENCHMARKS.md as a whole):
 - review-tfma-protos: `tfxline review` and the notebooks read the Evaluator's output with TFMA's own
   proto modules, loaded without TFMA's package `__init__` (which imports TensorFlow and Beam: 10-15 s
   of a review that otherwise takes 1-2 s). Off, the review imports TFMA and reads the same records.
+- session-callable: `tfxline serve` runs each signature through C++'s Session::MakeCallable, reached
+  by a private method of tf.compat.v1.Session (20-25 us per single-example call against 100-140 us
+  for the public `Session.make_callable`); off, the public callable gives the same answers
+  (serving/saved_model.py; tests/serving/test_any_saved_model.py compares them).
 
 Dropped: blocking the imports of pymongo and scikit-learn (0.3 s; a blocked import fails whoever
 needs it, as `tfxline compile` did), and re-using TFT's pruned Transform graph across calls
@@ -323,4 +328,5 @@ SPEEDUPS = [
     Speedup("tft-tracked-resources", "tensorflow-transform", "1.16."),
     Speedup("tflite-loaded-model", "tensorflow", "2.16."),
     Speedup("review-tfma-protos", "tensorflow-model-analysis", "0.47."),
+    Speedup("session-callable", "tensorflow", "2.16."),
 ]

@@ -16,8 +16,6 @@ import tensorflow_model_analysis as tfma
 from tfx.components import BulkInferrer, ExampleValidator, SchemaGen, StatisticsGen, Transform
 from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
 from tfx.dsl.components.common.resolver import Resolver
-from tfx.dsl.experimental.conditionals.conditional import Cond
-from tfx.dsl.input_resolution.strategies.latest_artifact_strategy import LatestArtifactStrategy
 from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import LatestBlessedModelStrategy
 from tfx.orchestration import data_types
 from tfx.orchestration.pipeline import Pipeline
@@ -27,10 +25,9 @@ from tfx.types import Channel, standard_artifacts
 
 from components.anomaly_gate.component import AnomalyGate
 from components.atomic_pusher.component import AtomicPusher
-from components.atomic_pusher.executor import NEW_VERSION
 from components.batched_csv_example_gen.component import BatchedCsvExampleGen
 from components.data_profiler.component import DataProfiler
-from components.drift_baseline.component import DriftBaseline, DriftBaselinePublisher, LatestBaselineStrategy
+from components.drift_baseline.component import DriftBaselinePublisher
 from components.drift_gate.component import DriftGate
 from components.evaluator import fairness
 from components.evaluator.component import Evaluator
@@ -42,7 +39,6 @@ from config import LOWER_IS_BETTER, PipelineConfig, beam, metrics as metric_name
 PREPROCESSING_FN = "trainer.preprocessing.preprocessing_fn"
 RUN_FN = "trainer.run.run_fn"
 RESOLVER_ID = "latest_blessed_model_resolver"
-BASELINE_RESOLVER_ID = "latest_drift_baseline_resolver"
 SERVING_BASELINE_ID = "ServingBaseline"
 # Where the Evaluator's baseline comes from: the serving directory's stable version, or MLMD.
 SERVING_BASELINE, RESOLVER_BASELINE = "serving", "resolver"
@@ -204,11 +200,13 @@ def create_pipeline(config: PipelineConfig, pipeline_root: str, data_path: str, 
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
     anomaly_gate = AnomalyGate(anomalies=example_validator.outputs["anomalies"],
                                allowed_anomalies=config.evaluation.allowed_anomalies)
-    # Drift: this span against the training data of the newest pushed model (its DriftBaseline).
+    # What serves now: the Evaluator's baseline model (except on Vertex) and, always, the drift baseline
+    # (the profile of that model's training data).
+    serving_baseline = ServingBaseline(serving_dir=serving_dir, model_name=config.name,
+                                       stable_when_built=stable_when_built).with_id(SERVING_BASELINE_ID)
+    # Drift: this span against the training data of the model that serves.
     profiler = DataProfiler(examples=example_gen.outputs["examples"], config=config)
-    baseline_resolver = Resolver(strategy_class=LatestArtifactStrategy if runtime_parameters else LatestBaselineStrategy,
-                                 baseline=Channel(type=DriftBaseline)).with_id(BASELINE_RESOLVER_ID)
-    drift_gate = DriftGate(profile=profiler.outputs["profile"], baseline=baseline_resolver.outputs["baseline"],
+    drift_gate = DriftGate(profile=profiler.outputs["profile"], baseline=serving_baseline.outputs["drift_baseline"],
                            schema=schema_gen.outputs["schema"], config=config)
 
     # The model settings only (no paths, no runners): what preprocessing and training read.
@@ -244,19 +242,17 @@ def create_pipeline(config: PipelineConfig, pipeline_root: str, data_path: str, 
         custom_config=custom_config,
         epochs=values[EPOCHS_PARAMETER])
 
+    baseline_nodes = [serving_baseline]
     if baseline == RESOLVER_BASELINE:
-        baseline_node = Resolver(
+        baseline_nodes.append(Resolver(
             strategy_class=LatestBlessedModelStrategy,
             model=Channel(type=standard_artifacts.Model),
             model_blessing=Channel(type=standard_artifacts.ModelBlessing),
-        ).with_id(RESOLVER_ID)
-    else:
-        baseline_node = ServingBaseline(serving_dir=serving_dir, model_name=config.name,
-                                        stable_when_built=stable_when_built).with_id(SERVING_BASELINE_ID)
+        ).with_id(RESOLVER_ID))
     evaluator = Evaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
-        baseline_model=baseline_node.outputs["model"],
+        baseline_model=baseline_nodes[-1].outputs["model"],
         eval_config=eval_config(config),
         value_thresholds={metric: values[THRESHOLD_PARAMETER.format(metric)]
                           for metric in config.evaluation.thresholds})
@@ -266,14 +262,14 @@ def create_pipeline(config: PipelineConfig, pipeline_root: str, data_path: str, 
         push_destination=pusher_pb2.PushDestination(filesystem=pusher_pb2.PushDestination.Filesystem(
             base_directory=os.path.join(serving_dir, config.name))),
     ).with_id("Pusher")
-    # A new pushed version's training data is the next runs' drift baseline (a re-run that re-pushes the
-    # same model publishes nothing, so the baseline, and the drift gate's cache, stay).
-    with Cond(pusher.outputs["pushed_model"].future()[0].custom_property(NEW_VERSION) == 1):
-        baseline_publisher = DriftBaselinePublisher(profile=profiler.outputs["profile"],
-                                                    pushed_model=pusher.outputs["pushed_model"])
+    # A new pushed version's training data becomes the drift baseline of the runs it serves in (a re-run
+    # that re-pushes the same model publishes nothing). Decided in its executor, not by a tfx.dsl.Cond:
+    # TFX 1.16 compiles that Cond for Kubeflow V2 into a trigger condition on an input key the task does
+    # not declare (`_Pusher.pushed_model`), which Kubeflow's driver cannot resolve.
+    baseline_publisher = DriftBaselinePublisher(profile=profiler.outputs["profile"],
+                                                pushed_model=pusher.outputs["pushed_model"])
     components = [example_gen, statistics_gen, schema_gen, example_validator, anomaly_gate, profiler,
-                  baseline_resolver, drift_gate, transform, trainer, baseline_node, evaluator, pusher,
-                  baseline_publisher]
+                  drift_gate, transform, trainer, *baseline_nodes, evaluator, pusher, baseline_publisher]
     if config.bulk_inferrer.enabled:
         # Predictions of the blessed model for one split, as PredictionLogs in an InferenceResult
         # artifact (nothing is inferred when the model is not blessed).

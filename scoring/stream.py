@@ -6,7 +6,7 @@
   results + dead letters ─► fixed event-time windows ─► statistics (serving.window_stats)
 
 `tfxline stream` reads a Pub/Sub subscription and writes Pub/Sub topics (a streaming runner such
-as Dataflow, set in the config's `beam.extra_args`); the transform itself takes any PCollection of
+as Dataflow, a Beam profile of the config); the transform itself takes any PCollection of
 message bytes, and the tests drive it with Beam's TestStream.
 
 Batches form within the runner's bundles, so a result waits at most for its bundle (a streaming

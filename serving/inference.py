@@ -197,7 +197,8 @@ class InferenceService:
         for _, signature_name, method in tasks:
             key = signature_name or DEFAULT_SIGNATURE
             signature = servable.signatures[key]
-            outputs = {alias: by_tensor[info.name] for alias, info in signature.outputs.items() if info.name in by_tensor}
+            outputs = {alias: by_tensor[info.name] for alias, info in signature.outputs.items()
+                       if info.name in by_tensor}
             if method == CLASSIFY_METHOD:
                 results.append((method, key, classification_result(outputs, len(serialized))))
             else:

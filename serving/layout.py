@@ -46,6 +46,9 @@ CONTAINER_MODELS_DIR = "/models"
 SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
 
 MANIFEST = "manifest.json"
+# In the serving directory: each pushed version's training-data profile (the drift baseline).
+TRAINING_PROFILES = ".training-profiles"
+PROFILE_PROPERTIES = "profile.json"
 FLOAT_MODEL = "model.tflite"
 QUANTIZED_MODEL = "model_quant.tflite"
 EDGE_VARIANTS = {"float": FLOAT_MODEL, "quantized": QUANTIZED_MODEL}
@@ -382,6 +385,31 @@ def _digest(files, path: str) -> str:
     for chunk in files.chunks(path):
         digest.update(chunk)
     return digest.hexdigest()
+
+
+def training_profile_dir(serving_dir: str, model_name: str, version: int) -> str:
+    """Where the profile of a pushed version's training data is kept: in the serving directory, out of
+    the model's own directory (which holds its versions only, as TF Serving expects)."""
+    return join(serving_dir, TRAINING_PROFILES, model_name, str(version))
+
+
+def publish_training_profile(profile_dir: str, serving_dir: str, model_name: str, version: int,
+                             properties: dict) -> str:
+    """Copies a DataProfile's files to `training_profile_dir`, its properties file last (a reader
+    looks only at profiles that have it)."""
+    target = training_profile_dir(serving_dir, model_name, version)
+    _copy_tree(profile_dir, target)
+    write_json(join(target, PROFILE_PROPERTIES), properties)
+    return target
+
+
+def read_training_profile(serving_dir: str, model_name: str, version: int) -> Optional[Tuple[str, dict]]:
+    """(directory, properties) of a version's training profile, or None when it has none."""
+    directory = training_profile_dir(serving_dir, model_name, version)
+    marker = join(directory, PROFILE_PROPERTIES)
+    if not exists(marker):
+        return None
+    return directory, json.loads(read_text(marker))
 
 
 def publish_saved_model(model_dir: str, base_directory: str, now: float) -> str:

@@ -9,11 +9,11 @@ C++'s Session::MakeCallable, the call TF Serving makes, reached through a privat
 tf.compat.v1.Session (`_make_callable_from_options`): measured per single-example call of a small
 model on one core, 20-25 us against 100-140 us for the public `Session.make_callable` (which goes
 through `Session.run`'s Python feed handling) and for the eager signature functions of
-tf.saved_model.load. It is used on TensorFlow 2.16.* only and not at all with TFXLINE_SPEEDUPS=0;
+tf.saved_model.load. It is the `session-callable` speed-up of config/speedups.py: used on TensorFlow
+2.16.* only, and not with TFXLINE_SPEEDUPS=0 (or -session-callable);
 the public callable is the fallback, with the same answers (tests/serving/test_any_saved_model.py);
 it also refuses a feed whose shape contradicts the tensor's static shape, which C++ (and TF
 Serving) accept."""
-import os
 import threading
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -23,6 +23,7 @@ from google.protobuf import json_format
 from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import config_pb2, error_codes_pb2, saved_model_pb2
 
+from config import speedups
 from serving import layout
 from serving.errors import ServingError
 from serving.servable import SignatureInfo, TensorInfo
@@ -30,14 +31,13 @@ from serving.servable import SignatureInfo, TensorInfo
 SERVE_TAG = "serve"
 # Cached callables per servable: one per (signature, inputs, outputs) combination a client uses.
 MAX_CALLABLES = 256
-SPEEDUPS_ENV = "TFXLINE_SPEEDUPS"
 
 _session_config = tf.compat.v1.ConfigProto()
 
 
 def fast_callables() -> bool:
     """Whether the private Session::MakeCallable path is used (see the module docstring)."""
-    return tf.__version__.startswith("2.16.") and os.environ.get(SPEEDUPS_ENV, "1") != "0"
+    return speedups.applies("session-callable")
 
 
 def configure_threads(intra_op: int = 0, inter_op: int = 0) -> None:

@@ -112,7 +112,8 @@ def specs_from_config(config) -> List[ModelSpec]:
             raise ValueError(f"Expected model {model.name} to have an absolute path or URI; "
                              f"got base_path()={model.base_path}")
         if not model.model_platform:
-            raise ValueError(f"Illegal setting neither ModelServerConfig::model_type nor model_platform for {model.name}")
+            raise ValueError("Illegal setting neither ModelServerConfig::model_type nor model_platform for "
+                             f"{model.name}")
         if model.model_platform != "tensorflow":
             raise ValueError(f"Model {model.name} requests unsupported platform {model.model_platform}")
         policy = model.model_version_policy
@@ -189,7 +190,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not args.verbose:
         logging.getLogger("tensorflow").setLevel(logging.ERROR)  # TF1 loader deprecation notices
     configure_threads(args.tensorflow_intra_op_parallelism, args.tensorflow_inter_op_parallelism)
-    import serving.grpc_api, serving.inference, serving.rest  # noqa: F401 - imported before the freeze below
+    import serving.grpc_api
+    import serving.inference
+    import serving.rest  # noqa: F401 - imported before the freeze below
 
     # What is imported (TensorFlow, gRPC, protobuf: ~350,000 objects) lives as long as the process:
     # frozen once, before any model loads, it is out of every full collection (measured: 400 ms

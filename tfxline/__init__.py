@@ -12,6 +12,22 @@ class AnomalyReport(types.Artifact):
     TYPE_NAME = "tfxline.AnomalyReport"
 
 
+class DataProfile(types.Artifact):
+    """Split-<split>/FeatureStats.pb: a DatasetFeatureStatisticsList TFDV reads, with tfxline's custom stats."""
+    TYPE_NAME = "tfxline.DataProfile"
+
+
+class DriftBaseline(types.Artifact):
+    """The DataProfile of a pushed model's training data; `span`, `pushed_version` and `serving_version`
+    (0: no baseline) properties."""
+    TYPE_NAME = "tfxline.DriftBaseline"
+
+
+class DriftReport(types.Artifact):
+    """drift_report.json, with `has_baseline`, `drifted` and `blocked` properties."""
+    TYPE_NAME = "tfxline.DriftReport"
+
+
 class EdgeModel(types.Artifact):
     """manifest.json of a published edge model; `exported`, `edge_version`, `edge_path` properties."""
     TYPE_NAME = "tfxline.EdgeModel"

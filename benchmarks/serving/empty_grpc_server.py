@@ -5,7 +5,6 @@ PredictResponse without looking at the request (the request is still received an
 Usage: .venv/bin/python benchmarks/serving/empty_grpc_server.py --port 8600
 """
 import argparse
-import asyncio
 
 import grpc
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc

@@ -8,12 +8,7 @@ from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionP
 
 from components.data_profiler import executor
 from config import PipelineConfig
-from monitoring.statistics import PROFILE_ARTIFACT_TYPE
-
-
-class DataProfile(types.Artifact):
-    """Split-<split>/FeatureStats.pb: a DatasetFeatureStatisticsList TFDV reads, with tfxline's custom stats."""
-    TYPE_NAME = PROFILE_ARTIFACT_TYPE
+from tfxline import DataProfile
 
 
 class DataProfilerSpec(ComponentSpec):

@@ -1,26 +1,12 @@
-"""DriftBaseline: runs (under a condition in the pipeline) only when the Pusher published a new version."""
+"""DriftBaselinePublisher: when the Pusher published a new version, makes that version's training-data
+profile the drift baseline of the runs it serves in (executor.py)."""
 from tfx import types
 from tfx.dsl.components.base import base_component, executor_spec
-from tfx.dsl.input_resolution.strategies.latest_artifact_strategy import LatestArtifactStrategy
 from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec
 
-from components.data_profiler.component import DataProfile
 from components.drift_baseline import executor
-
-
-class DriftBaseline(types.Artifact):
-    """The DataProfile of a pushed model's training data; `span` and `pushed_version` properties."""
-    TYPE_NAME = "tfxline.DriftBaseline"
-
-
-class LatestBaselineStrategy(LatestArtifactStrategy):
-    """The newest baseline, or none: TFX's LatestArtifactStrategy reports a pipeline's first run (no baseline
-    yet) as a failed resolution, which ML Metadata then records as a FAILED execution. Kubeflow V2 compiles
-    only LatestArtifactStrategy itself, so its compile keeps that."""
-
-    def resolve_artifacts(self, store, input_dict):
-        return {key: sorted(artifacts, key=lambda a: a.id)[-1:] for key, artifacts in input_dict.items()}
+from tfxline import DataProfile, DriftBaseline
 
 
 class DriftBaselineSpec(ComponentSpec):

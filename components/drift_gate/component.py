@@ -7,15 +7,9 @@ from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
-from components.data_profiler.component import DataProfile
-from components.drift_baseline.component import DriftBaseline
 from components.drift_gate import executor
 from config import PipelineConfig
-
-
-class DriftReport(types.Artifact):
-    """drift_report.json, with `has_baseline`, `drifted` and `blocked` properties."""
-    TYPE_NAME = "tfxline.DriftReport"
+from tfxline import DataProfile, DriftBaseline, DriftReport
 
 
 class DriftGateSpec(ComponentSpec):

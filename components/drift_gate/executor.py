@@ -15,6 +15,7 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
+from components.serving_baseline.executor import is_empty
 from config import MonitoringConfig
 from monitoring import compare, statistics
 from monitoring.report import feature_json
@@ -70,7 +71,7 @@ class Executor(base_executor.BaseExecutor):
     def Do(self, input_dict: Dict[str, List[types.Artifact]], output_dict: Dict[str, List[types.Artifact]],
            exec_properties: Dict[str, Any]) -> None:
         current_artifact = artifact_utils.get_single_instance(input_dict[PROFILE_KEY])
-        baselines = input_dict.get(BASELINE_KEY) or []
+        baselines = [b for b in input_dict.get(BASELINE_KEY) or [] if not is_empty(b)]
         report = artifact_utils.get_single_instance(output_dict[REPORT_KEY])
         monitoring = MonitoringConfig.model_validate_json(exec_properties[MONITORING_KEY])
         actions = {f["name"]: f["action"] for f in json.loads(exec_properties[FEATURES_KEY])}

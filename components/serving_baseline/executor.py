@@ -4,7 +4,11 @@ local run, a Kubeflow pod reading gs://). With no stable version yet the artifac
 says so (`serving_version` 0), and the Evaluator runs without a baseline, as on a first run.
 
 The version is copied into the artifact (`<uri>/Format-Serving`, the layout the Evaluator reads
-a Model in), so the baseline stays what was evaluated even after the serving directory moves on."""
+a Model in), so the baseline stays what was evaluated even after the serving directory moves on.
+Likewise the profile of its training data (published beside it by DriftBaselinePublisher) becomes
+the DriftBaseline output, the drift gate's reference; empty (`serving_version` 0) when there is no
+stable version or it has no profile."""
+import logging
 from typing import Any, Dict, List, Optional
 
 from tfx import types
@@ -15,7 +19,9 @@ from tfx.utils import io_utils, path_utils
 
 from serving import layout, release_state
 
-MODEL_KEY = "model"
+log = logging.getLogger(__name__)
+
+MODEL_KEY, DRIFT_BASELINE_KEY = "model", "drift_baseline"
 SERVING_DIR_KEY, MODEL_NAME_KEY, STABLE_WHEN_BUILT_KEY = "serving_dir", "model_name", "stable_when_built"
 # Custom properties of the output: the stable version copied (0: none), and where it was.
 VERSION_PROPERTY, PATH_PROPERTY = "serving_version", "serving_path"
@@ -34,9 +40,10 @@ def serving_version(model: types.Artifact) -> Optional[int]:
     return int(model.get_custom_property(VERSION_PROPERTY) or 0)
 
 
-def is_empty(model: types.Artifact) -> bool:
-    """Whether this Model artifact is a ServingBaseline output for a directory with no stable version."""
-    return serving_version(model) == 0
+def is_empty(artifact: types.Artifact) -> bool:
+    """Whether this is a ServingBaseline output that holds nothing (no stable version, or for the
+    drift baseline, no profile of its training data)."""
+    return serving_version(artifact) == 0
 
 
 def stable_version(serving_dir: str, model_name: str) -> int:
@@ -57,8 +64,23 @@ class Executor(base_executor.BaseExecutor):
                 "the pipeline ran (tfxline release, or another push); run the pipeline again")
         fileio.makedirs(model.uri)
         model.set_int_custom_property(VERSION_PROPERTY, version)
+        drift_baseline = artifact_utils.get_single_instance(output_dict[DRIFT_BASELINE_KEY])
+        fileio.makedirs(drift_baseline.uri)
+        drift_baseline.set_int_custom_property(VERSION_PROPERTY, 0)
         if not version:
             return
         source = layout.join(serving_dir, model_name, str(version))
         io_utils.copy_dir(source, path_utils.serving_model_dir(model.uri))
         model.set_string_custom_property(PATH_PROPERTY, source)
+        profile = layout.read_training_profile(serving_dir, model_name, version)
+        if profile is None:
+            log.warning("stable version %s of '%s' has no training profile in %s: no drift baseline", version,
+                        model_name, serving_dir)
+            return
+        directory, properties = profile
+        io_utils.copy_dir(directory, drift_baseline.uri)
+        for name, value in properties.items():
+            (drift_baseline.set_int_custom_property if isinstance(value, int)
+             else drift_baseline.set_string_custom_property)(name, value)
+        drift_baseline.set_int_custom_property(VERSION_PROPERTY, version)
+        drift_baseline.set_string_custom_property(PATH_PROPERTY, directory)

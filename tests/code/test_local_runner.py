@@ -61,8 +61,8 @@ def test_a_node_whose_condition_is_false_shows_as_skipped():
 
     lines = []
     reporter = local.ProgressReporter(1, lines.append)
-    for message, args in [("Component %s is running.", ("DriftBaselinePublisher",)),
-                          ("Skipping execution for %s", ("DriftBaselinePublisher",)),
-                          ("Component %s is finished.", ("DriftBaselinePublisher",))]:
+    for message, args in [("Component %s is running.", ("BulkInferrer",)),
+                          ("Skipping execution for %s", ("BulkInferrer",)),
+                          ("Component %s is finished.", ("BulkInferrer",))]:
         reporter.emit(logging.LogRecord("absl", logging.INFO, __file__, 1, message, args, None))
-    assert lines[1].startswith("[ 1/1] DriftBaselinePublisher         skipped")
+    assert lines[1].startswith("[ 1/1] BulkInferrer                   skipped")

@@ -7,14 +7,12 @@ import pytest
 from tfx.types import artifact_utils, standard_artifacts
 
 from components.data_profiler import executor as profiler
-from components.data_profiler.component import DataProfile
 from components.drift_baseline import executor as publisher
-from components.drift_baseline.component import DriftBaseline
 from components.drift_gate import executor as gate
-from components.drift_gate.component import DriftReport
 from config import load_config
 from monitoring import tfrecord
 from tests.conftest import write_config
+from tfxline import DataProfile, DriftBaseline, DriftReport
 
 ROWS = 1500
 
@@ -95,6 +93,8 @@ def data(tmp_path_factory, taxi_rows):
     baseline.uri = str(root / "baseline")
     pushed = standard_artifacts.PushedModel()
     pushed.set_string_custom_property("pushed_version", "17")
+    pushed.set_string_custom_property("pushed_destination", str(root / "serving" / "taxi" / "17"))
+    pushed.set_int_custom_property("new_version", 1)
     publisher.Executor().Do({"profile": [old_profile], "pushed_model": [pushed]}, {"baseline": [baseline]}, {})
     return root, config, baseline, _profile(root, "same", same, config), _profile(root, "shifted", shifted, config)
 

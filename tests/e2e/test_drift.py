@@ -39,11 +39,15 @@ def _spans(config):
 def test_first_run_has_no_baseline_and_records_its_span(spans_run):
     root, _, _, config, _ = spans_run
     result = summary.collect(config)
-    assert result["drift"]["baseline"] is None and result["pushed"]
+    assert result["drift_gate"]["baseline"] is None and result["pushed"]
     assert "no baseline yet for span 1" in summary.format_summary(result, 1.0)
     assert _spans(config) == [1]
     baselines = lineage.artifacts_of_type(store_for(config), config.name, "tfxline.DriftBaseline")
-    assert [b.custom_properties["span"].int_value for b in baselines] == [1]
+    published = [b for b in baselines if b.custom_properties["published"].int_value == 1
+                 if "published" in b.custom_properties]
+    assert [b.custom_properties["span"].int_value for b in published] == [1]
+    profiles = os.listdir(os.path.join(config.output.serving, ".training-profiles", config.name))
+    assert sorted(profiles) == sorted(str(v) for v in pushed_versions(config))
 
 
 def test_blocking_drift_stops_before_training_and_pushes_nothing(spans_run):
@@ -71,7 +75,7 @@ def test_warning_drift_goes_on_and_the_summary_says_so(spans_run):
     _, lines, error = run_pipeline(config_path)
     assert error is None, error
     result = summary.collect(config)
-    drift = result["drift"]
+    drift = result["drift_gate"]
     assert drift["span"] == 2 and drift["baseline"]["span"] == 1
     assert [f["feature"] for f in drift["findings"]] == ["trip_miles"]
     assert drift["findings"][0]["action"] == "warn" and drift["findings"][0]["ratio"] > 2

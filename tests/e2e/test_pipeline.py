@@ -30,7 +30,8 @@ def test_every_component_ran_and_is_recorded_in_mlmd(taxi_run):
                           ("ExampleValidator", "AnomalyGate"), ("CsvExampleGen", "DataProfiler"),
                           ("DataProfiler", "DriftGate"), ("ServingBaseline", "DriftGate"),
                           ("AnomalyGate", "Transform"), ("DriftGate", "Transform"), ("Transform", "Trainer"),
-                          ("Trainer", "Evaluator"), ("ServingBaseline", "Evaluator"), ("Evaluator", "Pusher"), ("Pusher", "DriftBaselinePublisher"),
+                          ("Trainer", "Evaluator"), ("ServingBaseline", "Evaluator"), ("Evaluator", "Pusher"),
+                          ("Pusher", "DriftBaselinePublisher"),
                           ("Pusher", "TFLiteExport")]:
         assert order[before] < order[after], (before, after)
 
@@ -68,21 +69,23 @@ def test_summary_reports_rows_metrics_blessing_and_push(taxi_run):
 def test_reruns_reuse_executions(taxi_run):
     """Run 2 reuses everything up to the Trainer; the serving directory now labels the first model
     `stable`, so ServingBaseline runs again, and the Evaluator compares with that model and the DriftGate
-    with its training data (input changes); the Pusher and TFLiteExport follow. The Pusher finds the same
-    model already published, so no new drift baseline is published (the DriftBaselinePublisher's
-    condition is false). Run 3 changes nothing and reuses every execution."""
+    with its training data (input changes); the Pusher, TFLiteExport and DriftBaselinePublisher follow.
+    The Pusher finds the same model already published, so no new drift baseline is published. Run 3
+    changes nothing and reuses every execution."""
     from tests.conftest import run_pipeline
 
     versions_before = pushed_versions(taxi_run.config)
     store = store_for(taxi_run.config)
-    for expected_new in (["DriftGate", "Evaluator", "Pusher", "ServingBaseline", "TFLiteExport"], []):
+    for expected_new in (["DriftBaselinePublisher", "DriftGate", "Evaluator", "Pusher", "ServingBaseline",
+                          "TFLiteExport"], []):
         _, lines, error = run_pipeline(taxi_run.root / "config.yaml")
         assert error is None
         latest = runs.latest_run(store, taxi_run.config.name)
         assert sorted(name for name, run in latest.items() if not run.cached) == expected_new
         states = {progress_fields(line)[0]: progress_fields(line)[1] for line in lines if not line.endswith("running")}
-        assert states["DriftBaselinePublisher"] == "skipped"
-        assert sum(state == "cached" for state in states.values()) == len(COMPONENTS) - len(expected_new) - 1
+        assert sum(state == "cached" for state in states.values()) == len(COMPONENTS) - len(expected_new)
+        publisher = latest["DriftBaselinePublisher"].output("baseline")
+        assert publisher.custom_properties["published"].int_value == 0
     assert summary.collect(taxi_run.config)["has_baseline"]
     baseline = runs.latest_run(store, taxi_run.config.name)["ServingBaseline"].output("model")
     assert str(baseline.custom_properties["serving_version"].int_value) == versions_before[0]

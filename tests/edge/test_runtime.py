@@ -42,6 +42,17 @@ def test_runtime_imports_and_predicts_without_tensorflow(edge_base, tmp_path):
     assert 0.0 <= json.loads(lines[0])["scores"][0] <= 1.0
 
 
+def test_the_edge_server_and_stream_import_without_tensorflow():
+    """What the device runs for `tfxline edge serve` and `edge stream`, down to the REST server and the
+    registry, loads no TensorFlow (the import contract cannot see imports inside functions)."""
+    code = ("import sys; import serving.edge.serve, serving.edge.stream, serving.rest, serving.inference, "
+            "serving.registry; from serving.edge import cli; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tfx', 'apache_beam')))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
 def test_edge_scores_match_the_saved_model_with_unseen_and_missing_values(tiny_model, model):
     import tensorflow as tf
 

@@ -4,17 +4,21 @@ filesystems, as gs:// on Kubeflow), an empty baseline lets the Evaluator run wit
 executor cannot), and a threshold parameter replaces the config's bound."""
 import json
 import os
+import shutil
 import uuid
+from pathlib import Path
 
 import pytest
 import tensorflow as tf
 from tfx.components.evaluator import executor as tfx_evaluator
 from tfx.types import standard_artifacts
 
+from components.drift_baseline import executor as publisher
 from components.serving_baseline import executor as baseline
 from pipeline.pipeline import create_pipeline
 from serving import layout, release_state
 from tests.tiny_model import _exec_properties
+from tfxline import DataProfile, DriftBaseline
 
 
 def _artifact(kind, uri):
@@ -23,11 +27,48 @@ def _artifact(kind, uri):
     return artifact
 
 
-def run_baseline(serving_dir: str, name: str, uri, stable_when_built=None):
+def run_baseline(serving_dir: str, name: str, uri, stable_when_built=None, drift_baselines=None):
+    """ServingBaseline's executor; its drift baseline output is appended to `drift_baselines`."""
     model = _artifact(standard_artifacts.Model, uri)
-    baseline.Executor().Do({}, {"model": [model]}, {"serving_dir": serving_dir, "model_name": name,
-                                                     "stable_when_built": stable_when_built})
+    drift = _artifact(DriftBaseline, f"{uri}-drift")
+    baseline.Executor().Do({}, {"model": [model], "drift_baseline": [drift]},
+                           {"serving_dir": serving_dir, "model_name": name, "stable_when_built": stable_when_built})
+    if drift_baselines is not None:
+        drift_baselines.append(drift)
     return model
+
+
+def test_the_drift_baseline_is_the_stable_versions_training_profile(tiny_model, tmp_path):
+    """DriftBaselinePublisher puts a new version's profile beside it; ServingBaseline hands the stable
+    version's profile to the drift gate; a re-push of the same model publishes nothing."""
+    serving_dir = tmp_path / "serving"
+    shutil.copytree(os.path.dirname(tiny_model.serving_base), serving_dir)
+    name, version = os.path.basename(tiny_model.serving_base), tiny_model.version
+    found = []
+    run_baseline(str(serving_dir), name, tmp_path / "before", drift_baselines=found)
+    assert baseline.is_empty(found[0])  # the stable version has no profile yet
+    profile = _artifact(DataProfile, tmp_path / "profile")
+    (tmp_path / "profile" / "Split-train").mkdir(parents=True)
+    (tmp_path / "profile" / "Split-train" / "FeatureStats.pb").write_bytes(b"statistics")
+    profile.set_string_custom_property("split_names", '["train"]')
+    profile.set_int_custom_property("span", 4)
+    pushed = _artifact(standard_artifacts.PushedModel, tmp_path / "pushed")
+    pushed.set_string_custom_property("pushed_version", version)
+    pushed.set_string_custom_property("pushed_destination", str(serving_dir / name / version))
+    pushed.set_int_custom_property("new_version", 1)
+    published = _artifact(DriftBaseline, tmp_path / "published")
+    publisher.Executor().Do({"profile": [profile], "pushed_model": [pushed]}, {"baseline": [published]}, {})
+    assert published.get_int_custom_property("published") == 1
+    assert os.listdir(serving_dir / name) == [version]  # the model's directory holds its versions only
+    found = []
+    run_baseline(str(serving_dir), name, tmp_path / "after", drift_baselines=found)
+    drift = found[0]
+    assert baseline.serving_version(drift) == int(version) and drift.get_int_custom_property("span") == 4
+    assert (Path(drift.uri) / "Split-train" / "FeatureStats.pb").read_bytes() == b"statistics"
+    pushed.set_int_custom_property("new_version", 0)
+    again = _artifact(DriftBaseline, tmp_path / "again")
+    publisher.Executor().Do({"profile": [profile], "pushed_model": [pushed]}, {"baseline": [again]}, {})
+    assert again.get_int_custom_property("published") == 0 and not os.path.exists(tmp_path / "again")
 
 
 def test_the_stable_version_is_copied_into_the_baseline(tiny_model, tmp_path):

@@ -91,8 +91,8 @@ def test_half_plus_two_predict_classify_regress_over_rest(zoo_server, own):
         served = rest(zoo_server, "half_plus_two", "regress", body, signature)
         assert_same(served["results"], own("half_plus_two", signature, inputs=examples)["outputs"].ravel())
     # A context holds features shared by every example; an example's own feature wins.
-    served = rest(zoo_server, "half_plus_two", "regress", {"context": {"x": 7.0}, "examples": [{"x2": 1.0}, {"x": 1.0}]},
-                  "regress_x_to_y")
+    body = {"context": {"x": 7.0}, "examples": [{"x2": 1.0}, {"x": 1.0}]}
+    served = rest(zoo_server, "half_plus_two", "regress", body, "regress_x_to_y")
     assert_same(served["results"], own("half_plus_two", "regress_x_to_y", inputs=[
         models.example(x=7.0, x2=1.0), models.example(x=1.0)])["outputs"].ravel())
 
@@ -235,7 +235,8 @@ def test_every_model_over_grpc_classify_and_regress(stub, own):
         request.model_spec.name, request.model_spec.signature_name = model, regress
         examples_input(request.input, examples)
         result = stub.Regress(request, timeout=60)
-        assert_same([r.value for r in result.result.regressions], own(model, regress, inputs=examples)["outputs"].ravel())
+        assert_same([r.value for r in result.result.regressions],
+                    own(model, regress, inputs=examples)["outputs"].ravel())
 
 
 def test_multi_inference_with_classify_and_regress_tasks(stub, own):

@@ -54,7 +54,8 @@ def test_oversize_requests_and_a_full_queue_are_refused(servable):
         return oversize.value, results
 
     oversize, results = asyncio.run(run())
-    assert oversize.code == "INVALID_ARGUMENT" and "Task size 5 is larger than maximum input batch size 4" in oversize.message
+    assert oversize.code == "INVALID_ARGUMENT"
+    assert "Task size 5 is larger than maximum input batch size 4" in oversize.message
     refused = [r for r in results if isinstance(r, ServingError)]
     assert refused and all(r.code == "UNAVAILABLE" and "queue" in r.message for r in refused)
     assert all(r["y"].tolist() == [[2.5], [3.0]] for r in results if not isinstance(r, Exception))
@@ -147,7 +148,8 @@ def test_every_batching_field_reaches_the_server(half_plus_models, tmp_path):
     """A file using all four fields is accepted and served (none is parsed and then dropped)."""
     (tmp_path / "batching.txt").write_text(
         "max_batch_size { value: 32 }\nbatch_timeout_micros { value: 1000 }\nenable_large_batch_splitting { value: "
-        "true }\nmax_execution_batch_size { value: 8 }\nallowed_batch_sizes: [4, 8]\npad_variable_length_inputs: true\n")
+        "true }\nmax_execution_batch_size { value: 8 }\nallowed_batch_sizes: [4, 8]\n"
+        "pad_variable_length_inputs: true\n")
     server = Server([f"--model_base_path={half_plus_models}", "--model_name=half_plus_two", "--enable_batching",
                      f"--batching_parameters_file={tmp_path / 'batching.txt'}"], tmp_path)
     try:

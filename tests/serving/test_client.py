@@ -78,7 +78,8 @@ def test_the_pushed_taxi_model_answers_as_the_saved_model_does(tiny_model, taxi_
     with open(os.path.join(version_dir, "assets.extra", "raw_features.json")) as handle:
         inputs = json.load(handle)
     defaults = {item["name"]: item["default"] for item in inputs}
-    rows = [{**defaults, **row} for row in example_rows(split_examples(tiny_model.examples_uri, "eval", 50), set(defaults))]
+    examples = split_examples(tiny_model.examples_uri, "eval", 50)
+    rows = [{**defaults, **row} for row in example_rows(examples, set(defaults))]
     signature = tf.saved_model.load(version_dir).signatures["serving_raw"]
     expected = signature(**{item["name"]: tf.constant([row[item["name"]] for row in rows], tf.as_dtype(item["dtype"]))
                             for item in inputs})["scores"].numpy()

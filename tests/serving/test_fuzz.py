@@ -343,7 +343,8 @@ def test_the_one_call_per_dtype_conversion_equals_the_value_by_value_one(dtypes,
         assert plain.keys() == checked.keys()
         for alias in plain:
             assert plain[alias].dtype == checked[alias].dtype and plain[alias].shape == checked[alias].shape
-            assert plain[alias].tobytes() == checked[alias].tobytes() or plain[alias].tolist() == checked[alias].tolist()
+            assert (plain[alias].tobytes() == checked[alias].tobytes()
+                    or plain[alias].tolist() == checked[alias].tolist())
 
 
 output_arrays = st.sampled_from([np.float32, np.float64, np.int32, np.int64, np.bool_, object]).flatmap(

@@ -8,12 +8,10 @@ collector at every load, so each replaced version stayed in memory: +352 MiB (7.
 import json
 import shutil
 import threading
-import time
 
 import grpc
 import numpy as np
 import psutil
-import pytest
 import requests
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
