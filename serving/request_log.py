@@ -105,6 +105,16 @@ class RequestLog:
                     self._rotate(model)
             except Exception as error:  # a bad sample must not stop the logger
                 log.error("request log: %s", error)
+            finally:
+                self._queue.task_done()
+
+    def flush(self, timeout: float) -> bool:
+        """Waits (up to `timeout` s) until every queued sample is written: on shutdown, so that the requests
+        answered last are in the log too (their labels may arrive later). False if some were not."""
+        deadline = time.monotonic() + timeout
+        while self._queue.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return not self._queue.unfinished_tasks
 
     def _rotate(self, model: str) -> None:
         path = self._path(model)

@@ -96,3 +96,20 @@ def test_a_log_written_before_request_ids_still_reads(tmp_path):
     old = requests.read(str(tmp_path / "old.tfrecord"), "half_plus_two", {"x": "numeric"})
     assert old.num_rows == 2 and old.versions.tolist() == [3, 3]
     assert old.ids.tolist() == ["", ""] and old.request_rows.tolist() == [-1, -1]
+
+
+def test_samples_queued_at_shutdown_are_written(half_plus_models, tmp_path):
+    """A SIGTERM right after a large request: the server answers it, then writes its samples before it exits
+    (their labels may arrive later)."""
+    server = Server([f"--model_base_path={half_plus_models}", "--model_name=half_plus_two",
+                     f"--request_log_dir={tmp_path / 'log'}", "--request_log_sample_rate=1.0"], tmp_path)
+    try:
+        server.wait_ready("/v1/models/half_plus_two")
+        answered = _predict(server, [[float(i)] for i in range(20000)], {"X-Request-Id": "last-before-stop"})
+        assert answered.status_code == 200
+    finally:
+        server.stop()
+    assert server.process.returncode == 0, server.log()
+    log = requests.read(str(tmp_path / "log"), "half_plus_two", {"x": "numeric"})
+    assert log.num_rows == 20000 and set(log.ids.tolist()) == {"last-before-stop"}
+    assert log.request_rows.tolist() == list(range(20000))
