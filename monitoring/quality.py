@@ -14,17 +14,12 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 from scipy import stats
 
-from config import PipelineConfig
+from config import LOWER_IS_BETTER as EVALUATOR_LOWER_IS_BETTER, PipelineConfig
 from config.metrics import REPORTED_METRICS
 from monitoring import windows
 
 LOG_LOSS = "log_loss"
-LOWER_IS_BETTER = {LOG_LOSS, "mean_squared_error", "mean_absolute_error"}
-LIVE_METRICS = {
-    "binary": ["auc", "binary_accuracy", LOG_LOSS],
-    "multiclass": ["sparse_categorical_accuracy", LOG_LOSS],
-    "regression": ["mean_squared_error", "mean_absolute_error"],
-}
+LOWER_IS_BETTER = {LOG_LOSS, *EVALUATOR_LOWER_IS_BETTER}
 EPSILON = 1e-7  # probabilities are clipped to [EPSILON, 1 - EPSILON] in the log loss, as Keras clips them
 
 
@@ -33,9 +28,6 @@ class Estimate:
     value: float
     low: float
     high: float
-
-    def as_list(self) -> List[float]:
-        return [self.value, self.low, self.high]
 
 
 @dataclasses.dataclass
