@@ -208,6 +208,10 @@ GAUGES = [
 ]
 
 
+# Exported when labels were joined (`tfxline feedback ingest`).
+QUALITY_GAUGES = ("tfxline_live_metric", "tfxline_concept_drift")
+
+
 def _labels(**labels) -> str:
     def escape(value):
         return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
@@ -236,6 +240,19 @@ def prometheus_text(report: Report, model: str, up: bool = True, last_run: float
               "# HELP tfxline_monitor_last_run_timestamp_seconds When the last monitoring run ended",
               "# TYPE tfxline_monitor_last_run_timestamp_seconds gauge",
               f"tfxline_monitor_last_run_timestamp_seconds{_labels(model=model)} {last_run:.3f}"]
+    if report and report.quality:
+        lines += ["# HELP tfxline_live_metric A model version's live metric on the requests whose labels arrived, "
+                  "per window (bound: value, low or high end of its 95% interval)",
+                  "# TYPE tfxline_live_metric gauge"]
+        lines += [f"{QUALITY_GAUGES[0]}{_labels(model=model, version=q.version, window=w.name, metric=name, bound=b)}"
+                  f" {_value(getattr(e, b))}"
+                  for q in report.quality for w in q.windows for name, e in w.metrics.items() if e is not None
+                  for b in ("value", "low", "high")]
+        lines += ["# HELP tfxline_concept_drift 1 when a version's live metric fell beyond monitoring.concept.max_drop "
+                  "from its training-time value, 0 when not, absent when not judged",
+                  "# TYPE tfxline_concept_drift gauge"]
+        lines += [f"{QUALITY_GAUGES[1]}{_labels(model=model, version=q.version, metric=q.metric)} "
+                  f"{int(q.concept_drift)}" for q in report.quality if q.concept_drift is not None]
     if report:
         lines += ["# HELP tfxline_monitor_requests Logged requests per model version in the last run",
                   "# TYPE tfxline_monitor_requests gauge"]

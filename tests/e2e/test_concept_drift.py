@@ -140,7 +140,8 @@ def test_a_changed_labelling_rule_is_concept_drift_and_unchanged_data_neither(se
     ingested = _tfxline("feedback", "ingest", _feedback(root / "relabelled_labels.csv", config, relabelled),
                         "--config", config_path)
     assert ingested.returncode == 0 and f"{ROWS:,} joined" in ingested.stdout, ingested.stderr
-    drifted = _tfxline("monitor", "--config", config_path, "--json", root / "drifted.json")
+    drifted = _tfxline("monitor", "--config", config_path, "--json", root / "drifted.json", "--textfile",
+                       root / "drifted.prom")
     assert drifted.returncode == 3, drifted.stdout + drifted.stderr
     assert "verdict: no drift" in drifted.stdout  # the inputs did not move
     assert f"concept: CONCEPT DRIFT in version {version} (auc; inputs did not move)" in drifted.stdout
@@ -152,3 +153,8 @@ def test_a_changed_labelling_rule_is_concept_drift_and_unchanged_data_neither(se
     assert windows["newest"]["metrics"]["auc"]["high"] < training_auc - 0.05
     assert windows["previous"]["metrics"]["auc"]["high"] >= training_auc - 0.05
     assert live["training"]["auc"] == training_auc and "its evaluation" in live["training_source"]
+    gauges = (root / "drifted.prom").read_text()
+    assert f'tfxline_concept_drift{{model="taxi",version="{version}",metric="auc"}} 1' in gauges
+    newest_auc = windows["newest"]["metrics"]["auc"]["value"]
+    assert (f'tfxline_live_metric{{model="taxi",version="{version}",window="newest",metric="auc",bound="value"}} '
+            f'{newest_auc!r}') in gauges
