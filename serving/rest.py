@@ -71,6 +71,12 @@ class _Handler:
     def refuse(self, method: str, path: str, headers: dict, length: Optional[int]) -> Optional[Response]:
         """Called once the headers are read, before any of the body is: the answer to a request
         that is refused whatever its body (wrong token, body over the limit), else None."""
+        refusal = self._refusal(method, path, headers, length)
+        if refusal is not None:
+            refusal.headers = [*refusal.headers, (request_id.HEADER, request_id.choose(headers.get("x-request-id")))]
+        return refusal
+
+    def _refusal(self, method: str, path: str, headers: dict, length: Optional[int]) -> Optional[Response]:
         if self._expected is not None and not self._public(method, path):
             sent = headers.get("authorization", "").encode("latin-1")
             if not hmac.compare_digest(sent, self._expected):

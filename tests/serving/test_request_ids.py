@@ -113,3 +113,20 @@ def test_samples_queued_at_shutdown_are_written(half_plus_models, tmp_path):
     log = requests.read(str(tmp_path / "log"), "half_plus_two", {"x": "numeric"})
     assert log.num_rows == 20000 and set(log.ids.tolist()) == {"last-before-stop"}
     assert log.request_rows.tolist() == list(range(20000))
+
+
+def test_requests_refused_from_their_headers_carry_an_id_too(half_plus_models, tmp_path):
+    (tmp_path / "token").write_text("s3cret\n")
+    server = Server([f"--model_base_path={half_plus_models}", "--model_name=half_plus_two",
+                     f"--auth-token-file={tmp_path / 'token'}", "--max-request-bytes=1000"], tmp_path)
+    try:
+        server.wait_ready("/healthz")
+        wrong = _predict(server, [[1.0]], {"X-Request-Id": "no-token-1", "Authorization": "Bearer nope"})
+        assert wrong.status_code == 401 and wrong.headers["X-Request-Id"] == "no-token-1"
+        large = _predict(server, [[1.0]] * 500, {"Authorization": "Bearer s3cret"})
+        assert large.status_code == 413 and GENERATED.fullmatch(large.headers["X-Request-Id"])
+        right = _predict(server, [[1.0]], {"X-Request-Id": "with-token", "Authorization": "Bearer s3cret"})
+        assert right.status_code == 200 and right.headers["X-Request-Id"] == "with-token"
+    finally:
+        server.stop()
+
