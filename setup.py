@@ -34,6 +34,8 @@ setup(
         # monitoring/: the two-sample tests' distributions, Arrow columns, TFRecord checksums without TensorFlow
         # (the versions TFX 1.16's dependencies resolve to, as in constraints.txt).
         "scipy==1.12.0",
+        # monitoring/quality.py and sequential.py: Wilson and t intervals, Welch's difference of means.
+        "statsmodels==0.14.4",
         "pyarrow==10.0.1",
         "google-crc32c==1.9.0",
         "httptools>=0.6",

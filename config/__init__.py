@@ -221,6 +221,19 @@ class DriftActions(_Strict):
     features: Dict[str, DriftAction] = Field(default_factory=dict)
 
 
+class ConceptDriftConfig(_Strict):
+    """Live quality in `tfxline monitor`, on the requests whose labels arrived (`tfxline feedback ingest`):
+    concept drift when `metric` in the newest window is worse than the version's at training time (its
+    Evaluator's, on the eval split) by more than `max_drop`, with the whole 95% interval beyond."""
+    # Default: the task's first evaluated metric (auc, sparse_categorical_accuracy, mean_squared_error).
+    metric: Optional[Literal["auc", "binary_accuracy", "sparse_categorical_accuracy", "mean_squared_error",
+                             "mean_absolute_error"]] = None
+    # In the metric's own units: a drop for auc and accuracies, a rise for the errors.
+    max_drop: float = Field(default=0.05, ge=0)
+    # A window with fewer labels is not judged (the report says so).
+    min_labels: int = Field(default=200, ge=2)
+
+
 class MonitoringConfig(_Strict):
     """Drift and skew checks: the pipeline's drift gate and `tfxline monitor`."""
     # False alarms allowed per comparison (all features together); each feature is tested at
@@ -242,6 +255,7 @@ class MonitoringConfig(_Strict):
     window_seconds: Optional[float] = Field(default=None, gt=0)
     # A comparison with fewer rows on either side is not made (the report says so).
     min_rows: int = Field(default=100, ge=1)
+    concept: ConceptDriftConfig = Field(default_factory=ConceptDriftConfig)
 
     def action(self, feature) -> str:
         """The drift action of a config feature: its own entry, else its kind's, else the default."""
@@ -368,6 +382,10 @@ class PipelineConfig(_Strict):
         if self.bulk_inferrer.split not in self.data.split_buckets:
             raise ValueError(f"bulk_inferrer.split: '{self.bulk_inferrer.split}' is not one of the splits "
                              f"{sorted(self.data.split_buckets)}")
+        concept_metric = self.monitoring.concept.metric
+        if concept_metric is not None and concept_metric not in allowed:
+            raise ValueError(f"monitoring.concept.metric: '{concept_metric}' is not one of {sorted(allowed)} for "
+                             f"task '{self.task}'")
         unknown = sorted(set(self.monitoring.drift.features) - set(names))
         if unknown:
             raise ValueError(f"monitoring.drift.features: {unknown} are not features")

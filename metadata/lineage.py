@@ -10,6 +10,7 @@ AnomalyGate before Transform) has no artifact edge; `ordering` records it when b
 The single-step queries at the end (producer, inputs, outputs, downstream) are the paths commands
 follow: a served model version back to the examples it was trained on, and forward to their profile."""
 import dataclasses
+import hashlib
 import json
 from typing import Dict, List, Optional, Tuple
 
@@ -270,3 +271,103 @@ def training_examples(store, pipeline_name: str, version: str) -> Optional[metad
     trainer = producer(store, models[0].id) if models else None
     examples = inputs(store, trainer.id, "examples") if trainer else []
     return examples[0] if examples else None
+
+
+def evaluation(store, pipeline_name: str, version: str) -> Optional[metadata_store_pb2.Artifact]:
+    """The ModelEvaluation of a served version as the candidate: the Evaluator that read the Model the version
+    was pushed from as its `model` (not as a later run's `baseline_model`)."""
+    pushed = pushed_model(store, pipeline_name, version)
+    pusher = producer(store, pushed.id) if pushed else None
+    models = inputs(store, pusher.id, "model") if pusher else []
+    if not models:
+        return None
+    found = []
+    for execution in consumers(store, models[0].id):
+        if any(model.id == models[0].id for model in inputs(store, execution.id, "model")):
+            found.extend(a for a in outputs(store, execution.id) if artifact_type(store, a) == "ModelEvaluation")
+    return sorted(found, key=lambda a: a.id)[-1] if found else None
+
+
+@dataclasses.dataclass(frozen=True)
+class Link:
+    """One step of a served version's chain: the artifact, the component that wrote it, what to show."""
+    step: str
+    artifact_id: int
+    artifact_type: str
+    uri: str
+    producer: Optional[str]
+    details: Dict[str, object]
+
+
+def _custom(artifact_or_execution, name: str):
+    properties = artifact_or_execution.custom_properties
+    return _value(properties[name]) if name in properties else None
+
+
+def _newest_downstream(store, artifact, type_name: str):
+    found = downstream(store, artifact.id, type_name) if artifact is not None else []
+    return found[-1] if found else None
+
+
+def model_chain(store, pipeline_name: str, version: str) -> Optional[List[Link]]:
+    """The chain of a pushed version (None if ML Metadata has no push of it): along `upstream` of its
+    PushedModel (the data it was trained on, schema, transform graph, model, blessing), with what the same
+    data and model led to beside it (statistics, anomalies and their gate, profile and drift verdict,
+    evaluation, TFLite export)."""
+    pushed = pushed_model(store, pipeline_name, version)
+    if pushed is None:
+        return None
+    chain = upstream(store, pushed.id, pipeline_name)
+    producers = {node.artifact_id: node.producer for node in chain.nodes}
+    pusher = producer(store, pushed.id)
+    model = (inputs(store, pusher.id, "model") or [None])[0]
+    trainer = producer(store, model.id) if model is not None else None
+    examples = training_examples(store, pipeline_name, version)
+    found: List[Tuple[str, object, Dict[str, object]]] = []
+
+    def add(step: str, artifact, **details) -> None:
+        if artifact is not None:
+            found.append((step, artifact, {k: v for k, v in details.items() if v is not None}))
+
+    if examples is not None:
+        example_gen = producer(store, examples.id)
+        add("span", examples, span=_custom(examples, "span"),
+            input_base=_custom(example_gen, "input_base") if example_gen else None,
+            input_fingerprint=_custom(examples, "input_fingerprint"))
+    statistics = _newest_downstream(store, examples, "ExampleStatistics")
+    add("statistics", statistics)
+    schema = (inputs(store, trainer.id, "schema") or [None])[0] if trainer else None
+    add("schema", schema)
+    anomalies = _newest_downstream(store, statistics, "ExampleAnomalies")
+    add("anomalies", anomalies)
+    gate = _newest_downstream(store, anomalies, "tfxline.AnomalyReport")
+    add("gate", gate, passed=_custom(gate, "passed") if gate else None,
+        anomalies=_custom(gate, "anomalies") if gate else None)
+    profile = _newest_downstream(store, examples, "tfxline.DataProfile")
+    drift = _newest_downstream(store, profile, "tfxline.DriftReport")
+    add("drift", drift, **({name: _custom(drift, name) for name in ("has_baseline", "drifted", "blocked")}
+                           if drift else {}))
+    add("transform", (inputs(store, trainer.id, "transform_graph") or [None])[0] if trainer else None)
+    if model is not None:
+        settings = _custom(trainer, "custom_config") if trainer else None
+        settings = settings if isinstance(settings, dict) else {}
+        config = settings.get("config")
+        add("model", model, code_version=settings.get("code_version"),
+            config_fingerprint=hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+            if config is not None else None)
+    add("evaluation", evaluation(store, pipeline_name, version))
+    blessing = (inputs(store, pusher.id, "model_blessing") or [None])[0] if pusher else None
+    add("blessing", blessing, blessed=_custom(blessing, "blessed") if blessing else None)
+    add("push", pushed, pushed_version=_custom(pushed, "pushed_version"),
+        pushed_destination=_custom(pushed, "pushed_destination"))
+    edge = _newest_downstream(store, pushed, "tfxline.EdgeModel")
+    add("tflite", edge, edge_version=_custom(edge, "edge_version") if edge else None,
+        edge_path=_custom(edge, "edge_path") if edge else None)
+    links = []
+    for step, artifact, details in found:
+        written_by = producers.get(artifact.id)
+        if written_by is None:
+            execution = producer(store, artifact.id)
+            written_by = runs.component_run(store, execution, pipeline_name).node_id if execution else None
+        links.append(Link(step, artifact.id, artifact_type(store, artifact), artifact.uri, written_by, details))
+    return links

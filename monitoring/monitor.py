@@ -2,7 +2,9 @@
 
 For each version in the requests: skew (all its requests against the statistics of the data it was
 trained on, found through ML Metadata), drift against the previous window (its newest window against the
-window before) and drift against training (its newest window against the training data)."""
+window before) and drift against training (its newest window against the training data): covariate drift,
+the inputs moved. Where labels arrived (`tfxline feedback ingest`), also the version's live quality and
+concept drift (monitoring/quality.py): the relation of inputs and label moved."""
 import dataclasses
 import glob
 import os
@@ -12,7 +14,8 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from config import PipelineConfig
-from monitoring import compare, requests as request_log, statistics, windows
+from monitoring import compare, feedback, requests as request_log, statistics, windows
+from monitoring.quality import VersionQuality, version_quality
 
 SKEW, DRIFT_PREVIOUS, DRIFT_TRAINING = "skew", "drift vs previous window", "drift vs training"
 # The comparisons' names as Prometheus label values.
@@ -47,10 +50,16 @@ class Report:
     alpha: float
     versions: List[VersionReport]
     created: float = dataclasses.field(default_factory=time.time)
+    quality: List[VersionQuality] = dataclasses.field(default_factory=list)
 
     @property
     def drifted(self) -> bool:
+        """Covariate drift: the inputs moved."""
         return any(v.drifted for v in self.versions)
+
+    @property
+    def concept_drifted(self) -> bool:
+        return any(q.concept_drift for q in self.quality)
 
 
 def request_log_dir(config: PipelineConfig) -> str:
@@ -250,4 +259,17 @@ def run(config: PipelineConfig, source: Optional[str] = None, versions: Optional
         raise MonitorError(f"{source}: no requests of version(s) {versions}")
     if not any(r.comparisons for r in reports):
         raise MonitorError(f"{source}: nothing could be compared: " + "; ".join(n for r in reports for n in r.notes))
-    return Report(config.name, source, total, window, monitoring.alpha, reports)
+    return Report(config.name, source, total, window, monitoring.alpha, reports,
+                  quality=live_quality(config, {r.version: r.rows for r in reports}, window_rows, window_seconds,
+                                       now_ms))
+
+
+def live_quality(config: PipelineConfig, versions: Dict[int, int], window_rows: int,
+                 window_seconds: Optional[float], now_ms: float) -> List[VersionQuality]:
+    """The live quality of the monitored versions (version -> logged requests) that have joined labels."""
+    joined: Dict[int, List[dict]] = {}
+    for record in feedback.read_joined(config):
+        if record["model_version"] in versions:
+            joined.setdefault(record["model_version"], []).append(record)
+    return [version_quality(config, version, joined[version], versions[version], window_rows, window_seconds,
+                            now_ms) for version in sorted(joined)]

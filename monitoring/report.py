@@ -4,11 +4,11 @@ import math
 import os
 from typing import List
 
-from monitoring import statistics
+from monitoring import quality, statistics
 from monitoring.compare import Comparison, FeatureResult
 from monitoring.monitor import LABELS, Report
 
-# Exit codes of `tfxline monitor`: schedulers act on them.
+# Exit codes of `tfxline monitor`: schedulers act on them (DRIFT: covariate or concept drift).
 NO_DRIFT, ERROR, CONFIG_ERROR, DRIFT = 0, 1, 2, 3
 
 
@@ -62,20 +62,68 @@ def _comparison_lines(comparison: Comparison, all_features: bool) -> List[str]:
     return lines
 
 
+def _estimate(estimate) -> str:
+    return "-" if estimate is None else f"{estimate.value:.4f} [{estimate.low:.4f}, {estimate.high:.4f}]"
+
+
+def _duration(seconds: float) -> str:
+    if math.isnan(seconds):
+        return "-"
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if abs(seconds) >= size:
+            return f"{seconds / size:.1f} {unit}"
+    return f"{seconds:.0f} s"
+
+
+def _quality_lines(version: quality.VersionQuality) -> List[str]:
+    first = version.windows[0]
+    names = list(first.metrics)
+    requests = f" of {version.requests:,} requests" if version.requests is not None else ""
+    lag = first.lag_seconds
+    lines = [f"  live quality: {first.labels:,} labelled{requests}; label lag median {_duration(lag[0])}, "
+             f"90% {_duration(lag[1])}; at training: {version.training_source}",
+             (f"    {'window':<16}{'labels':>8}  " + "".join(f"{name + ' [95% CI]':<34}" for name in names)).rstrip()]
+    for window in version.windows:
+        lines.append((f"    {window.name:<16}{window.labels:>8,}  "
+                      + "".join(f"{_estimate(window.metrics.get(name)):<34}" for name in names)).rstrip())
+    lines.append((f"    {'at training':<16}{'':>8}  " + "".join(
+        f"{(f'{version.training[name]:.4f}' if name in version.training else '-'):<34}" for name in names)).rstrip())
+    if version.concept_drift is None:
+        lines.append(f"  concept drift: {version.note}")
+    else:
+        live = version.windows[1] if len(version.windows) > 1 and version.windows[1].name == "newest" \
+            else version.windows[0]
+        worse = "rise" if version.metric in quality.LOWER_IS_BETTER else "drop"
+        lines.append(f"  concept drift: {version.metric} {_estimate(live.metrics[version.metric])} in the {live.name} "
+                     f"window vs {version.training[version.metric]:.4f} at training (max {worse} "
+                     f"{version.max_drop:g}): " + ("CONCEPT DRIFT" if version.concept_drift else "none"))
+    return lines
+
+
 def format_text(report: Report, all_features: bool = False) -> str:
     lines = [f"tfxline monitor: model '{report.model}', {report.rows:,} requests from {report.source}",
              f"  windows: {report.window} of each version; false alarms at most {report.alpha:g} per comparison "
              f"(all features)"]
+    live = {q.version: q for q in report.quality}
     for version in report.versions:
         lines.append("")
         lines.append(f"version {version.version}: {version.rows:,} requests; training data: {version.training}")
         for comparison in version.comparisons:
             lines += _comparison_lines(comparison, all_features)
         lines += [f"  note: {note}" for note in version.notes]
+        if version.version in live:
+            lines += _quality_lines(live[version.version])
     drifted = [(v.version, c.name) for v in report.versions for c in v.comparisons if c.drifted]
     lines.append("")
     lines.append(f"verdict: DRIFT in {len(drifted)} comparison(s): " + "; ".join(f"version {v} {n}" for v, n in drifted)
                  if drifted else "verdict: no drift")
+    if report.quality:
+        concept = [q for q in report.quality if q.concept_drift]
+        moved = {v.version for v in report.versions if v.drifted}
+        lines.append("concept: " + ("; ".join(
+            f"CONCEPT DRIFT in version {q.version} ({q.metric}; inputs "
+            f"{'moved too' if q.version in moved else 'did not move'})" for q in concept) if concept
+            else "no concept drift"))
     return "\n".join(lines)
 
 
@@ -112,6 +160,16 @@ def to_json(report: Report) -> dict:
                 "drift": bool(c.drifted), "missing_features": c.missing_features,
                 "features": [feature_json(r) for r in c.features]} for c in v.comparisons],
         } for v in report.versions],
+        "concept_drift": report.concept_drifted,
+        "quality": [{
+            "version": q.version, "requests": q.requests, "metric": q.metric, "max_drop": q.max_drop,
+            "concept_drift": q.concept_drift, "note": q.note, "training": q.training,
+            "training_source": q.training_source,
+            "windows": [{"name": w.name, "labels": w.labels,
+                         "label_lag_seconds": {"median": _number(w.lag_seconds[0]), "p90": _number(w.lag_seconds[1])},
+                         "metrics": {name: None if e is None else {"value": e.value, "low": e.low, "high": e.high}
+                                     for name, e in w.metrics.items()}} for w in q.windows],
+        } for q in report.quality],
     }
 
 
@@ -150,6 +208,10 @@ GAUGES = [
 ]
 
 
+# Exported when labels were joined (`tfxline feedback ingest`).
+QUALITY_GAUGES = ("tfxline_live_metric", "tfxline_concept_drift")
+
+
 def _labels(**labels) -> str:
     def escape(value):
         return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
@@ -178,6 +240,19 @@ def prometheus_text(report: Report, model: str, up: bool = True, last_run: float
               "# HELP tfxline_monitor_last_run_timestamp_seconds When the last monitoring run ended",
               "# TYPE tfxline_monitor_last_run_timestamp_seconds gauge",
               f"tfxline_monitor_last_run_timestamp_seconds{_labels(model=model)} {last_run:.3f}"]
+    if report and report.quality:
+        lines += ["# HELP tfxline_live_metric A model version's live metric on the requests whose labels arrived, "
+                  "per window (bound: value, low or high end of its 95% interval)",
+                  "# TYPE tfxline_live_metric gauge"]
+        lines += [f"{QUALITY_GAUGES[0]}{_labels(model=model, version=q.version, window=w.name, metric=name, bound=b)}"
+                  f" {_value(getattr(e, b))}"
+                  for q in report.quality for w in q.windows for name, e in w.metrics.items() if e is not None
+                  for b in ("value", "low", "high")]
+        lines += ["# HELP tfxline_concept_drift 1 when a version's live metric fell beyond monitoring.concept.max_drop "
+                  "from its training-time value, 0 when not, absent when not judged",
+                  "# TYPE tfxline_concept_drift gauge"]
+        lines += [f"{QUALITY_GAUGES[1]}{_labels(model=model, version=q.version, metric=q.metric)} "
+                  f"{int(q.concept_drift)}" for q in report.quality if q.concept_drift is not None]
     if report:
         lines += ["# HELP tfxline_monitor_requests Logged requests per model version in the last run",
                   "# TYPE tfxline_monitor_requests gauge"]

@@ -254,7 +254,30 @@ def _monitor(args) -> int:
         report.statistics_files(result, args.stats_dir)
     if args.textfile:
         report.write_textfile(report.prometheus_text(result, config.name, last_run=result.created), args.textfile)
-    return report.DRIFT if result.drifted else report.NO_DRIFT
+    return report.DRIFT if result.drifted or result.concept_drifted else report.NO_DRIFT
+
+
+def _feedback_ingest(args) -> int:
+    from monitoring import feedback
+
+    config = load_config(args.config, resolve_inputs=False)  # the data need not be on the serving host
+    try:
+        result = feedback.ingest(config, args.file, args.requests)
+    except feedback.FeedbackError as error:
+        print(f"tfxline feedback ingest: {error}", file=sys.stderr)
+        return 1
+    print(f"tfxline feedback ingest: {feedback.summary(result, args.file)}")
+    return 0
+
+
+def _lineage(args) -> int:
+    from pipeline import lineage
+
+    found = lineage.collect(load_config(args.config, resolve_inputs=False), args.version)
+    print(lineage.format_text(found))
+    if args.json:
+        lineage.write_json(found, args.json)
+    return 0
 
 
 def _simulate(args) -> int:
@@ -329,6 +352,23 @@ def _add_monitor(commands) -> None:
     monitor.set_defaults(handler=_monitor)
 
 
+def _add_feedback(commands) -> None:
+    feedback = commands.add_parser("feedback", help="delayed labels of served requests",
+                                   description="Delayed labels of served requests.")
+    feedback_commands = feedback.add_subparsers(dest="feedback_command", required=True, metavar="SUBCOMMAND")
+    ingest = feedback_commands.add_parser(
+        "ingest", help="join a feedback file (request id, label, time) to the logged requests, exactly once",
+        description="Join the labels in FILE (CSV with a header, or JSON lines; columns request_id, label, time "
+                    "and optionally row) to the requests in the request log, each logged example at most once "
+                    "ever, into the joined store under <output root>/feedback/<name>. Ids that are not in the log "
+                    "are counted and kept to ingest again; a malformed row stops the ingest, named by line.")
+    ingest.add_argument("file", metavar="FILE", help="the feedback file (.csv or .jsonl)")
+    _add_config(ingest)
+    _flag(ingest, "requests", help="request log directory (default: monitoring.request_log_dir, else "
+                                   "<output root>/request_log)")
+    ingest.set_defaults(handler=_feedback_ingest)
+
+
 def _add_data(commands) -> None:
     data = commands.add_parser("data", help="data tools", description="Data tools.")
     data_commands = data.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
@@ -361,7 +401,8 @@ def _add_data(commands) -> None:
 # Commands with their own parsers; `edge` imports the LiteRT runtime only, never TensorFlow.
 DELEGATED = {
     "serve": ("serving.server", "TF Serving-compatible model server: tfxline serve --help"),
-    "release": ("serving.release", "canary, promote, rollback by version labels: tfxline release --help"),
+    "release": ("monitoring.release_compare", "canary, promote, rollback by version labels, and the A/B decision: "
+                                              "tfxline release --help"),
     "edge": ("serving.edge.cli", "edge device commands (LiteRT only): tfxline edge --help"),
 }
 
@@ -432,6 +473,17 @@ def build_parser() -> argparse.ArgumentParser:
     draft.add_argument("--output", required=True, help="schema.pbtxt to write")
     draft.set_defaults(handler=_schema_draft)
     _add_monitor(commands)
+    _add_feedback(commands)
+    lineage = commands.add_parser(
+        "lineage", help="where a pushed model came from: data, code, config, evaluation, push and releases",
+        description="Print the chain of a pushed version from ML Metadata: data span and its files' fingerprint, "
+                    "statistics, schema, anomalies, drift verdict, transform graph, trainer code version, config "
+                    "fingerprint, evaluation, blessing, push and TFLite export, and its release events.")
+    lineage.add_argument("version", nargs="?", metavar="VERSION",
+                         help="the pushed version (default: the stable label's, else the newest push)")
+    _add_config(lineage)
+    _flag(lineage, "json", help="also write the chain as JSON to this file")
+    lineage.set_defaults(handler=_lineage)
     _add_data(commands)
 
     score = commands.add_parser(
@@ -510,6 +562,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         if argv[:1] and argv[0] in DELEGATED:
             import importlib
+
+            if argv[0] == "release":  # `release compare` reads the request log with TensorFlow
+                from pipeline.local import prepare_environment
+
+                prepare_environment(verbose)
 
             return importlib.import_module(DELEGATED[argv[0]][0]).main(argv[1:])
         args = build_parser().parse_args(argv)

@@ -18,6 +18,7 @@ from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
                                      inference_pb2, model_management_pb2, model_service_pb2_grpc, predict_pb2,
                                      prediction_service_pb2_grpc, regression_pb2)
 
+from serving import request_id
 from serving.errors import ServingError, invalid
 from serving.inference import InferenceService, shape_text, status_error
 from serving.metrics import LATENCY_BUCKETS, REQUEST_COUNT, REQUEST_LATENCY, VERSION_LATENCY
@@ -153,14 +154,19 @@ class _Base:
         started = time.perf_counter()
         version = ""
         code = "CANCELLED"  # what is counted if the client goes away mid-call
+        sent = dict(context.invocation_metadata() or ()).get(request_id.METADATA)
+        identifier = request_id.choose(sent if isinstance(sent, str) else None)
+        request_id.current.set(identifier)
+        trailing = ((request_id.METADATA, identifier),)
         try:
             response, version = await work()
             code = "OK"
+            context.set_trailing_metadata(trailing)
             return response
         except Exception as raised:  # a failed request never takes the server down
             error = status_error(raised)
             code = error.code
-            await context.abort(grpc.StatusCode[code], _truncated(error.message))
+            await context.abort(grpc.StatusCode[code], _truncated(error.message), trailing)
         finally:
             micros = (time.perf_counter() - started) * 1e6
             metrics = self.service.metrics

@@ -10,6 +10,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from serving import request_id
 from serving.batching import Batcher, BatchingOptions
 from serving.errors import invalid, ServingError
 from serving.metrics import (BATCH_SIZE, BATCH_SIZE_BUCKETS, EXAMPLE_COUNT_BUCKETS, EXAMPLE_COUNT_TOTAL,
@@ -65,7 +66,7 @@ class InferenceService:
         self.metrics.observe(RUNTIME_LATENCY, (time.perf_counter() - started) * 1e6, LATENCY_BUCKETS,
                              model_name=servable.name, API=api, runtime="TF1")
         if self.request_log is not None:
-            self.request_log.record(servable, key, inputs, result)
+            self.request_log.record(servable, key, inputs, result, request_id.current.get())
         return result
 
     def _batcher(self, servable: Servable, key: str, fetches) -> Batcher:

@@ -7,7 +7,7 @@ serve` both follow. release_history.json records each change and the stable vers
 walks back through (serving/release_state.py). Works on local paths and URIs (serving/layout.py)."""
 import argparse
 import sys
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 from google.protobuf import text_format
 
@@ -36,13 +36,13 @@ def _set_canary(version: int):
     return transition
 
 
-def _promote(release: Release) -> None:
+def _promote(release: Release, decision: Optional[dict] = None) -> None:
     if CANARY not in release.labels:
         raise ReleaseError("there is no canary to promote", "set one with `tfxline release canary VERSION`")
     version = release.labels.pop(CANARY)
     release.labels[STABLE] = version
     release.stable_versions.append(version)
-    release.record("promote", version)
+    release.record("promote", version, decision)
 
 
 def _rollback(release: Release) -> None:
@@ -61,10 +61,21 @@ def _rollback(release: Release) -> None:
     release.record("rollback", target)
 
 
-def _clear_canary(release: Release) -> None:
+def _clear_canary(release: Release, decision: Optional[dict] = None) -> None:
     if CANARY not in release.labels:
         raise ReleaseError("there is no canary", "nothing to clear")
-    release.record("clear-canary", release.labels.pop(CANARY))
+    release.record("clear-canary", release.labels.pop(CANARY), decision)
+
+
+def apply_decision(serving_dir: str, model_name: str, promote: bool, canary: int, decision: dict) -> Release:
+    """Promotes the canary (blue-green) or drops it, recording the decision's numbers in the history; the
+    canary must still be `canary`, so a decision is never applied to a version that replaced it meanwhile."""
+    def transition(release: Release) -> None:
+        if release.labels.get(CANARY) != canary:
+            raise ReleaseError(f"the canary is now {release.labels.get(CANARY, 'none')}, not {canary}",
+                               "compare again")
+        (_promote if promote else _clear_canary)(release, decision)
+    return release_state.update_release(serving_dir, model_name, transition)
 
 
 def _listing(versions: List[int]) -> str:
@@ -121,7 +132,8 @@ def _change(transition):
     return handler
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(extend: Optional[Callable] = None) -> argparse.ArgumentParser:
+    """`extend(commands, common)` adds subcommands that live in a higher layer (`release compare`)."""
     common = argparse.ArgumentParser(add_help=False)
     command_flags.add(common, "serving")
 
@@ -145,11 +157,13 @@ def build_parser() -> argparse.ArgumentParser:
     clear = commands.add_parser("clear-canary", parents=[common], help="drop the canary label",
                                 description="Drop the canary label; all labelled traffic goes to stable.")
     clear.set_defaults(handler=_change(_clear_canary))
+    if extend is not None:
+        extend(commands, common)
     return parser
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+def main(argv: Optional[List[str]] = None, parser: Optional[argparse.ArgumentParser] = None) -> int:
+    args = (parser or build_parser()).parse_args(sys.argv[1:] if argv is None else argv)
     from config import ConfigError
 
     try:

@@ -27,9 +27,13 @@ class Release:
         earlier = [version for version in self.stable_versions if version != stable]
         return earlier[-1] if earlier else None
 
-    def record(self, action: str, version: int) -> None:
-        self.events.append({"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "action": action,
-                            "version": version, "labels": dict(sorted(self.labels.items()))})
+    def record(self, action: str, version: int, decision: Optional[dict] = None) -> None:
+        """`decision`: the numbers an automatic decision was taken on (`tfxline release compare --apply`)."""
+        event = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "action": action,
+                 "version": version, "labels": dict(sorted(self.labels.items()))}
+        if decision is not None:
+            event["decision"] = decision
+        self.events.append(event)
 
 
 def read_release_history(serving_dir: str) -> dict:

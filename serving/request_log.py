@@ -1,6 +1,7 @@
 """A sampled log of served predictions for drift monitoring: each sampled example is written as
 a tf.Example holding its raw features plus `model_version`, `request_time_ms` (when the request was
-served, milliseconds since the epoch) and the model's output, in TFRecord files that rotate at a size
+served, milliseconds since the epoch), `request_id` and `request_row` (the request's id and the
+example's index in it, the key that feedback joins on) and the model's output, in TFRecord files that rotate at a size
 limit (TFDV and TFMA read them as they read training data; `monitoring/requests.py` reads them for
 `tfxline monitor`)."""
 import logging
@@ -17,6 +18,8 @@ log = logging.getLogger("tfxline.serving")
 KEEP_FILES = 10
 VERSION_FEATURE = "model_version"
 TIME_FEATURE = "request_time_ms"
+ID_FEATURE = "request_id"
+ROW_FEATURE = "request_row"
 # <model>.requests.tfrecord is being written; rotated files get a millisecond-timestamp suffix.
 FILE_SUFFIX = ".requests.tfrecord"
 
@@ -35,7 +38,7 @@ def _feature(feature, value) -> None:
 
 
 def to_examples(version: int, inputs: Dict[str, np.ndarray], outputs: Dict[str, np.ndarray],
-                time_ms: int = 0) -> list:
+                time_ms: int = 0, request_id: str = "") -> list:
     """One serialized tf.Example per row. A request of serialized tf.Examples (one string input)
     is logged as those examples, with the version and outputs added."""
     from tensorflow.core.example import example_pb2
@@ -52,6 +55,9 @@ def to_examples(version: int, inputs: Dict[str, np.ndarray], outputs: Dict[str, 
                 _feature(example.features.feature[name], value[row] if np.ndim(value) else value)
         example.features.feature[VERSION_FEATURE].int64_list.value.append(version)
         example.features.feature[TIME_FEATURE].int64_list.value.append(time_ms)
+        if request_id:
+            example.features.feature[ID_FEATURE].bytes_list.value.append(request_id.encode())
+            example.features.feature[ROW_FEATURE].int64_list.value.append(row)
         for name, value in outputs.items():
             _feature(example.features.feature[name], value[row])
         examples.append(example.SerializeToString())
@@ -69,11 +75,12 @@ class RequestLog:
         self._random = random.Random()
         threading.Thread(target=self._write_forever, name="request-log", daemon=True).start()
 
-    def record(self, servable, signature: str, inputs, outputs) -> None:
+    def record(self, servable, signature: str, inputs, outputs, request_id: str = "") -> None:
         if self._random.random() >= self.sample_rate:
             return
         try:
-            self._queue.put_nowait((servable.name, servable.version, int(time.time() * 1000), inputs, outputs))
+            self._queue.put_nowait((servable.name, servable.version, int(time.time() * 1000), inputs, outputs,
+                                    request_id))
         except queue.Full:
             log.warning("request log queue is full; dropping a sample")
 
@@ -85,12 +92,12 @@ class RequestLog:
 
         writers = {}
         while True:
-            model, version, time_ms, inputs, outputs = self._queue.get()
+            model, version, time_ms, inputs, outputs, request_id = self._queue.get()
             try:
                 path = self._path(model)
                 if model not in writers:
                     writers[model] = tf.io.TFRecordWriter(path)
-                for record in to_examples(version, inputs, outputs, time_ms):
+                for record in to_examples(version, inputs, outputs, time_ms, request_id):
                     writers[model].write(record)
                 writers[model].flush()
                 if os.path.getsize(path) >= self.max_bytes:
@@ -98,6 +105,16 @@ class RequestLog:
                     self._rotate(model)
             except Exception as error:  # a bad sample must not stop the logger
                 log.error("request log: %s", error)
+            finally:
+                self._queue.task_done()
+
+    def flush(self, timeout: float) -> bool:
+        """Waits (up to `timeout` s) until every queued sample is written: on shutdown, so that the requests
+        answered last are in the log too (their labels may arrive later). False if some were not."""
+        deadline = time.monotonic() + timeout
+        while self._queue.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return not self._queue.unfinished_tasks
 
     def _rotate(self, model: str) -> None:
         path = self._path(model)

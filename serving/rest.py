@@ -10,7 +10,7 @@ import time
 from typing import Callable, List, Optional
 from urllib.parse import unquote
 
-from serving import tensor_json
+from serving import request_id, tensor_json
 from serving.errors import ServingError, invalid
 from serving.http import HttpLimits, Request, Response, start_http_server
 from serving.inference import InferenceService, serialize_examples, status_error
@@ -37,7 +37,8 @@ class RestOptions:
 
 
 CORS_HEADERS = [("Access-Control-Allow-Origin", "*"), ("Access-Control-Allow-Methods", "POST, GET"),
-                ("Access-Control-Allow-Headers", "Content-Type")]
+                ("Access-Control-Allow-Headers", "Content-Type, X-Request-Id"),
+                ("Access-Control-Expose-Headers", "X-Request-Id")]
 UNAUTHENTICATED = "Missing or wrong bearer token: send 'Authorization: Bearer <token>'"
 
 
@@ -70,6 +71,12 @@ class _Handler:
     def refuse(self, method: str, path: str, headers: dict, length: Optional[int]) -> Optional[Response]:
         """Called once the headers are read, before any of the body is: the answer to a request
         that is refused whatever its body (wrong token, body over the limit), else None."""
+        refusal = self._refusal(method, path, headers, length)
+        if refusal is not None:
+            refusal.headers = [*refusal.headers, (request_id.HEADER, request_id.choose(headers.get("x-request-id")))]
+        return refusal
+
+    def _refusal(self, method: str, path: str, headers: dict, length: Optional[int]) -> Optional[Response]:
         if self._expected is not None and not self._public(method, path):
             sent = headers.get("authorization", "").encode("latin-1")
             if not hmac.compare_digest(sent, self._expected):
@@ -94,6 +101,13 @@ class _Handler:
         return Response(413, tensor_json.to_bytes(tensor_json.error_body(error.message)))
 
     async def handle(self, request: Request) -> Response:
+        identifier = request_id.choose(request.headers.get("x-request-id"))
+        request_id.current.set(identifier)
+        response = await self._handle(request)
+        response.headers = [*response.headers, (request_id.HEADER, identifier)]
+        return response
+
+    async def _handle(self, request: Request) -> Response:
         path = request.path
         monitoring = self.options.monitoring_path
         if monitoring and path.split("?", 1)[0] == monitoring:

@@ -320,6 +320,8 @@ async def serve(args, registry: ModelRegistry, options: dict) -> None:
     if rest_server is not None:
         drains.append(rest_server.drain(args.drain_seconds))
     await asyncio.gather(*drains)
+    if request_log is not None and not request_log.flush(args.drain_seconds):
+        log.warning("request log: samples still queued after %g s were not written", args.drain_seconds)
 
 
 if __name__ == "__main__":

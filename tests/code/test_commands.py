@@ -45,7 +45,8 @@ def test_every_documented_command_exists():
     names = {" ".join(words) for words in COMMANDS}
     assert {"run", "compile", "submit", "dry-run", "schema draft", "review", "serve", "release status",
             "release canary", "release promote", "release rollback", "release clear-canary", "edge predict",
-            "edge serve", "edge stream", "score", "stream", "monitor", "data simulate"} <= names
+            "edge serve", "edge stream", "score", "stream", "monitor", "data simulate", "feedback ingest",
+            "release compare", "lineage"} <= names
 
 
 @pytest.mark.parametrize("words", sorted(COMMANDS), ids=" ".join)
@@ -88,6 +89,10 @@ def test_flags_follow_one_spelling_rule(words):
     (["monitor", "--config", "/no/such.yaml"], "config error"),
     (["data", "simulate", "--source", "/no/such.csv", "--output", "x.csv"], "--source /no/such.csv: no such file"),
     (["data", "simulate", "--span", "2"], "no data.span_pattern to place a new span; pass --output"),
+    (["feedback", "ingest", "/no/such.csv"], "tfxline feedback ingest: /no/such.csv: no such feedback file"),
+    (["release", "compare", "--serving-dir", "/no/such/dir"], "tfxline release: there is no canary of taxi to compare"),
+    (["lineage"], "tfxline lineage: no ML Metadata at "),
+    (["lineage", "--config", "/no/such.yaml"], "config error"),
 ])
 def test_a_failing_command_prints_one_line(argv, problem, tmp_path):
     result = subprocess.run([TFXLINE, *argv], capture_output=True, text=True, timeout=120, cwd=tmp_path)
