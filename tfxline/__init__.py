@@ -7,6 +7,15 @@ path. So the types live in this top-level package named after their namespace, a
 from tfx import types
 
 
+def set_custom_properties(artifact: types.Artifact, properties: dict) -> None:
+    """Integers as int custom properties, everything else as strings."""
+    for name, value in properties.items():
+        if isinstance(value, int):
+            artifact.set_int_custom_property(name, value)
+        else:
+            artifact.set_string_custom_property(name, str(value))
+
+
 class AnomalyReport(types.Artifact):
     """The AnomalyGate's verdict: anomaly_report.json plus `passed` and `anomalies` properties."""
     TYPE_NAME = "tfxline.AnomalyReport"

@@ -12,6 +12,7 @@ from tfx.utils import io_utils
 
 from components.atomic_pusher.executor import NEW_VERSION
 from serving import layout
+from tfxline import set_custom_properties
 
 PROFILE_KEY = "profile"
 PUSHED_MODEL_KEY = "pushed_model"
@@ -33,9 +34,7 @@ class Executor(base_executor.BaseExecutor):
         properties = {"split_names": profile.get_string_custom_property("split_names"),
                       "span": profile.get_int_custom_property("span"), "pushed_version": version}
         io_utils.copy_dir(profile.uri, baseline.uri)
-        for name, value in properties.items():
-            (baseline.set_int_custom_property if isinstance(value, int) else baseline.set_string_custom_property)(
-                name, value)
+        set_custom_properties(baseline, properties)
         base_directory = pushed.get_string_custom_property("pushed_destination").rstrip("/").rsplit("/", 1)[0]
         serving_dir, model_name = layout.split_base(base_directory)
         layout.publish_training_profile(profile.uri, serving_dir, model_name, int(version), properties)

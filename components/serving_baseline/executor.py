@@ -18,6 +18,7 @@ from tfx.types import artifact_utils
 from tfx.utils import io_utils, path_utils
 
 from serving import layout, release_state
+from tfxline import set_custom_properties
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +80,6 @@ class Executor(base_executor.BaseExecutor):
             return
         directory, properties = profile
         io_utils.copy_dir(directory, drift_baseline.uri)
-        for name, value in properties.items():
-            (drift_baseline.set_int_custom_property if isinstance(value, int)
-             else drift_baseline.set_string_custom_property)(name, value)
+        set_custom_properties(drift_baseline, properties)
         drift_baseline.set_int_custom_property(VERSION_PROPERTY, version)
         drift_baseline.set_string_custom_property(PATH_PROPERTY, directory)
