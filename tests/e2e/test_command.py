@@ -69,7 +69,13 @@ def test_the_same_examples_schema_transform_and_scores_without_speedups(with_spe
                             for k, v in features.items()})
     assert sorted(transformed[0]) == sorted(transformed[1])
     for name in transformed[0]:
-        np.testing.assert_array_equal(transformed[0][name], transformed[1][name], err_msg=name)
+        if np.issubdtype(transformed[0][name].dtype, np.floating):
+            # TFT's mean and variance are float32 sums combined across Beam bundles, whose split depends on
+            # the worker threads' timing: two runs of the same code can differ in the last bit.
+            np.testing.assert_allclose(transformed[0][name], transformed[1][name], rtol=1e-6, atol=1e-6,
+                                       err_msg=name)
+        else:
+            np.testing.assert_array_equal(transformed[0][name], transformed[1][name], err_msg=name)
 
     scores = []
     for config in (fast, slow):

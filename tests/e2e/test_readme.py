@@ -26,6 +26,9 @@ NOT_HERE = {
     "tfxline submit": "needs a Kubeflow Pipelines endpoint",
     "tfxline stream": "needs Pub/Sub, a Google Cloud project",
     "jupyter lab": "opens an interactive notebook server",
+    # The device's own environment: run here, they would install into the shared test environment.
+    "pip": "installs onto an edge device",
+    "python3.10 -m venv": "installs onto an edge device",
 }
 # Commands that serve until stopped, by the words they start with (after the program path).
 SERVERS = ("tfxline serve", "tfxline edge serve", "tfxline edge stream", "tfxline monitor --serve")
