@@ -118,7 +118,11 @@ class RequestLog:
 
     def _rotate(self, model: str) -> None:
         path = self._path(model)
-        os.replace(path, f"{path}.{int(time.time() * 1000)}")
+        # Two rotations in one millisecond must not share a name: the second would replace the first file.
+        stamp = int(time.time() * 1000)
+        while os.path.exists(f"{path}.{stamp}"):
+            stamp += 1
+        os.replace(path, f"{path}.{stamp}")
         rotated = sorted(f for f in os.listdir(self.directory) if f.startswith(os.path.basename(path) + "."))
         for old in rotated[:-KEEP_FILES]:
             os.remove(os.path.join(self.directory, old))

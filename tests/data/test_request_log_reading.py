@@ -100,3 +100,15 @@ def test_missing_and_empty_logs_say_what_to_do(tmp_path):
     with pytest.raises(requests.RequestLogError, match="the request log is empty"):
         requests.read(str(tmp_path), "taxi", FEATURES)
     os.remove(tmp_path / "taxi.requests.tfrecord")
+
+
+def test_two_rotations_in_one_millisecond_keep_both_files(tmp_path, monkeypatch):
+    log = RequestLog(str(tmp_path), sample_rate=1.0, max_bytes=4000)
+    monkeypatch.setattr(time, "time", lambda: 1_800_000_000.0)
+    current = tmp_path / "taxi.requests.tfrecord"
+    for content in (b"first", b"second"):
+        current.write_bytes(content)
+        log._rotate("taxi")
+    rotated = sorted(p.name for p in tmp_path.iterdir())
+    assert rotated == ["taxi.requests.tfrecord.1800000000000", "taxi.requests.tfrecord.1800000000001"]
+    assert (tmp_path / rotated[0]).read_bytes() == b"first" and (tmp_path / rotated[1]).read_bytes() == b"second"
