@@ -1,18 +1,7 @@
 """Names of the Evaluator's metrics and plots, shared by the pipeline's EvalConfig and the review.
 (Apart from config/names.py, which is part of the trainer's cache key.)"""
-from config import PipelineConfig
+from config import METRIC_CLASSES, PipelineConfig  # noqa: F401 - METRIC_CLASSES is part of this module's names
 
-# TFMA's metric classes for the config's metric names (TFMA names each metric as the config does).
-METRIC_CLASSES = {
-    "auc": "AUC",
-    "binary_accuracy": "BinaryAccuracy",
-    "precision": "Precision",
-    "recall": "Recall",
-    "auc_precision_recall": "AUCPrecisionRecall",
-    "sparse_categorical_accuracy": "SparseCategoricalAccuracy",
-    "mean_squared_error": "MeanSquaredError",
-    "mean_absolute_error": "MeanAbsoluteError",
-}
 CURVE_METRICS = {"auc", "auc_precision_recall"}
 # Metrics the Evaluator reports for every task, beside those the config puts thresholds on.
 REPORTED_METRICS = {
